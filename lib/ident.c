@@ -1,0 +1,199 @@
+#include "handover/ident.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A bad input is echoed in messages so a person can find it, but only its
+ * start: the input may be a whole record pasted into the wrong field. */
+#define ECHO_MAX 20
+
+static bool
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool
+is_upper(char c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+
+static bool
+is_hex_lower(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f');
+}
+
+/* Copy at most ECHO_MAX characters of s into out, replacing bytes that are
+ * not printable ASCII with '?' so a message stays one readable line, and
+ * marking a cut with "...". */
+static void
+echo_copy(char *out, size_t outsz, const char *s)
+{
+    size_t n = 0;
+    size_t i = 0;
+    for (; s[i] != '\0' && i < ECHO_MAX && n + 1 < outsz; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    if (s[i] != '\0' && n + 4 <= outsz) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}
+
+hov_err
+hov_nhs_number_check(const char *s, bool allow_test, hov_error *err)
+{
+    if (s == NULL)
+        s = "";
+    size_t len = strlen(s);
+    bool digits = len == 10;
+    for (size_t i = 0; digits && i < 10; i++)
+        digits = is_digit(s[i]);
+    if (!digits) {
+        char echo[ECHO_MAX + 4];
+        echo_copy(echo, sizeof echo, s);
+        return hov_fail(err, HOV_ENHSNUMBER, 0,
+                        "NHS number '%s' is not 10 digits", echo);
+    }
+
+    /* Ten identical digits pass Modulus 11 but are placeholders, never
+     * issued numbers (domain 4.1, Convention). */
+    bool same = true;
+    for (size_t i = 1; i < 10; i++)
+        same = same && s[i] == s[0];
+    if (same)
+        return hov_fail(err, HOV_ENHSNUMBER, 0,
+                        "NHS number %s is ten identical digits", s);
+
+    int sum = 0;
+    for (int i = 0; i < 9; i++)
+        sum += (s[i] - '0') * (10 - i);
+    int check = 11 - sum % 11;
+    if (check == 11)
+        check = 0;
+    if (check == 10)
+        return hov_fail(err, HOV_ENHSNUMBER, 0,
+                        "NHS number %s has no valid check digit (its first "
+                        "nine digits give 10)",
+                        s);
+    if (check != s[9] - '0')
+        return hov_fail(err, HOV_ENHSNUMBER, 0,
+                        "NHS number %s fails the Modulus 11 check (expected "
+                        "check digit %d)",
+                        s, check);
+
+    /* Checked last, so a mistyped test number is still reported as a typing
+     * error, which is what the person needs to fix. */
+    if (!allow_test && strncmp(s, "999", 3) == 0)
+        return hov_fail(err, HOV_ENHSNUMBER, 0,
+                        "NHS number %s is in the 999 test range, which "
+                        "allow_test_nhs_numbers forbids",
+                        s);
+    return HOV_OK;
+}
+
+bool
+hov_ods_code_valid(const char *s)
+{
+    if (s == NULL)
+        return false;
+    size_t n = 0;
+    for (; s[n] != '\0'; n++)
+        if (n >= 9 || !(is_upper(s[n]) || is_digit(s[n])))
+            return false;
+    return n >= 1;
+}
+
+bool
+hov_org_code_valid(const char *s)
+{
+    if (s == NULL)
+        return false;
+    if (strncmp(s, "local:", 6) != 0)
+        return hov_ods_code_valid(s);
+    const char *p = s + 6;
+    size_t n = 0;
+    for (; p[n] != '\0'; n++) {
+        char c = p[n];
+        bool ok =
+            is_upper(c) || (c >= 'a' && c <= 'z') || is_digit(c) || c == '-';
+        if (n >= 32 || !ok)
+            return false;
+    }
+    return n >= 1;
+}
+
+bool
+hov_postcode_valid(const char *s)
+{
+    if (s == NULL)
+        return false;
+    size_t len = strlen(s);
+    /* The inward code is always the last three characters, digit letter
+     * letter; what precedes it (less an optional space) is the outward
+     * code. */
+    if (len < 5 || len > 8)
+        return false;
+    const char *in = s + len - 3;
+    if (!is_digit(in[0]) || !is_upper(in[1]) || !is_upper(in[2]))
+        return false;
+    size_t out_len = len - 3;
+    if (s[out_len - 1] == ' ')
+        out_len--;
+    if (out_len < 2 || out_len > 4)
+        return false;
+    /* Outward shapes: A9, A99, A9A, AA9, AA99, AA9A. */
+    size_t i = 0;
+    if (!is_upper(s[i++]))
+        return false;
+    if (is_upper(s[i]))
+        i++;
+    if (i >= out_len || !is_digit(s[i++]))
+        return false;
+    if (i < out_len && (is_digit(s[i]) || is_upper(s[i])))
+        i++;
+    return i == out_len;
+}
+
+bool
+hov_uuid_valid(const char *s)
+{
+    if (s == NULL)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !is_hex_lower(s[i]))
+            return false; /* also stops at a NUL before 36 */
+    }
+    return s[36] == '\0';
+}
+
+void
+hov_uuid_v4(char out[37])
+{
+    /* sodium_init is idempotent and thread-safe; 1 means "already done". */
+    if (sodium_init() < 0) {
+        fprintf(stderr, "handover: libsodium initialisation failed; "
+                        "no random source for event ids\n");
+        abort();
+    }
+    unsigned char b[16];
+    randombytes_buf(b, sizeof b);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 9562 variant */
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[n++] = '-';
+        out[n++] = hex[b[i] >> 4];
+        out[n++] = hex[b[i] & 0x0f];
+    }
+    out[n] = '\0';
+}
