@@ -1,0 +1,40 @@
+/* The audit trail: one append-only, hash-chained record per state change of
+ * an event (accepted, rejected, delivered, retried, dead-lettered ...),
+ * written in the same LMDB transaction as the change it records, so the
+ * trail and the state can never disagree.
+ *
+ * Each record's hash is BLAKE2b-256 over the record packed with its
+ * predecessor's hash (hub/store.c, store_audit_append): altering, removing
+ * or inserting a record breaks the chain at that point.
+ */
+#ifndef HUB_AUDIT_H
+#define HUB_AUDIT_H
+
+#include <stdint.h>
+
+#include "handover/err.h"
+#include "store.h"
+
+/* Actions, as written in AuditRecord.action. */
+#define AUDIT_ACCEPTED "accepted"
+#define AUDIT_DUPLICATE "duplicate"
+#define AUDIT_REJECTED "rejected"
+#define AUDIT_DELIVERED "delivered"
+#define AUDIT_RETRY "retry"
+#define AUDIT_DEAD "dead-lettered"
+#define AUDIT_CONSENT_IMPLIED "consent-implied"
+
+/* Append one record in txn. Borrows all strings (NULL reads as "").
+ * Errors are those of store_audit_append; they poison txn. */
+HOV_NODISCARD hov_err audit_log(store_txn *txn, uint64_t time_ms,
+                                const char *event_id, const char *nhs_number,
+                                const char *actor, const char *action,
+                                const char *detail, hov_error *err);
+
+/* Recompute the chain from the first record. *count gets the number of
+ * records checked. HOV_OK when intact; HOV_ESTORE naming the first bad
+ * record (its seq in *bad_seq) otherwise. Uses one read transaction. */
+HOV_NODISCARD hov_err audit_verify(store *s, uint64_t *count,
+                                   uint64_t *bad_seq, hov_error *err);
+
+#endif

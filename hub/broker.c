@@ -1,0 +1,1531 @@
+#include "broker.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "audit.h"
+#include "handover/frame.h"
+#include "handover/ident.h"
+#include "handover/log.h"
+#include "handover/map.h"
+#include "handover/timeutil.h"
+#include "queue.h"
+#include "route.h"
+#include "store.h"
+#include "validate.h"
+
+#define SESSION_ID_MAX 255
+#define DIGEST_BYTES 32
+/* Frames this much over max_event_bytes are refused unread (Nak). */
+#define FRAME_OVERHEAD (64 * 1024)
+
+typedef struct session {
+    uint8_t id[SESSION_ID_MAX];
+    size_t idlen;
+    config_agency agency;
+    char client[64];
+    bool consume;
+    unsigned credit;
+    uint64_t last_rx_ms; /* monotonic */
+    uint64_t last_tx_ms;
+    queue_list inflight;
+} session;
+
+typedef enum op_kind { OP_PUBLISH, OP_SETTLE, OP_AUDIT_REJECT } op_kind;
+
+/* One staged operation of the open batch. Results are computed when the
+ * batch is applied, and take effect (replies, memory) only after commit. */
+typedef struct op {
+    op_kind kind;
+    /* publish */
+    uint8_t sid[SESSION_ID_MAX];
+    size_t sidlen;
+    config_agency agency;
+    uint64_t seq;
+    Handover__Event *ev;
+    uint8_t digest[DIGEST_BYTES];
+    /* publish results */
+    hov_err result;
+    char reason[256];
+    bool duplicate;
+    route_result routes;
+    queue_item *items[ROUTE_MAX_DESTS];
+    size_t n_items;
+    bool refused_full; /* left out after the store filled up */
+    /* settle (also settle timeouts, which have no session) */
+    queue_item *item;
+    Handover__SettleOutcome outcome;
+    bool timeout;
+    bool to_dead;
+    uint64_t not_before_ms;
+    bool failed; /* could not be written: revert */
+    /* audit of a publish refused before staging */
+    char event_id[40];
+    char nhs[16];
+} op;
+
+struct broker {
+    const config *cfg;
+    store *st;
+    void *ctx;
+    void *sock;
+    hov_map *sessions; /* routing id -> session */
+    queue queues[AGENCY_COUNT];
+    op *ops;
+    size_t nops;
+    char instance[37];
+    validate_opts vopts;
+    uint64_t next_timeout_scan_ms;
+    int full_checked; /* -1: not yet this batch; else store_near_full */
+    /* scratch for packing events */
+    uint8_t *scratch;
+    size_t scratch_cap;
+    /* counters for the periodic summary */
+    uint64_t n_accepted, n_duplicate, n_nak, n_delivered, n_retry, n_dead,
+        n_commits;
+    uint64_t last_summary_ms;
+    uint64_t summary_sig;
+};
+
+static const char *
+nz(const char *s)
+{
+    return s ? s : "";
+}
+
+static uint64_t
+delivery_id(unsigned queue, uint64_t seq)
+{
+    return ((uint64_t)queue << 56) | seq;
+}
+
+static bool
+code_is_temporary(hov_err c)
+{
+    return c == HOV_ESTOREFULL || c == HOV_EREPLYTOLATER ||
+           c == HOV_EUNAVAILABLE || c == HOV_ETIMEDOUT || c == HOV_EIO ||
+           c == HOV_ESTORE || c == HOV_ENOMEM;
+}
+
+/* ------------------------------------------------------------ replies --- */
+
+static void
+send_to(broker *b, const uint8_t *id, size_t idlen, const Handover__Frame *f,
+        const char *what)
+{
+    hov_error err = {0};
+    if (hov_frame_send(b->sock, id, idlen, f, &err) != HOV_OK) {
+        /* The peer is gone or not reading. An Ack it misses makes it
+         * resend, which deduplication absorbs; a Nak it misses it would
+         * have had to resend anyway. */
+        hov_warn("send %s failed peer=%.*s: %s", what, (int)idlen,
+                 (const char *)id, err.msg);
+        return;
+    }
+    session *s = hov_map_get(b->sessions, id, idlen);
+    if (s)
+        s->last_tx_ms = hov_mono_ms();
+}
+
+static void
+send_nak(broker *b, const uint8_t *id, size_t idlen, uint64_t seq,
+         const char *event_id, hov_err code, const char *reason)
+{
+    Handover__Nak nak = HANDOVER__NAK__INIT;
+    nak.seq = seq;
+    nak.event_id = (char *)nz(event_id);
+    nak.code = (Handover__NakCode)code;
+    nak.reason = (char *)reason;
+    nak.temporary = code_is_temporary(code);
+    Handover__Frame f = HANDOVER__FRAME__INIT;
+    f.kind_case = HANDOVER__FRAME__KIND_NAK;
+    f.nak = &nak;
+    b->n_nak++;
+    hov_warn("nak event=%s seq=%llu peer=%.*s code=%s reason=\"%s\"",
+             event_id && *event_id ? event_id : "-", (unsigned long long)seq,
+             (int)idlen, (const char *)id, hov_errname(code), reason);
+    send_to(b, id, idlen, &f, "nak");
+}
+
+static void
+send_ack(broker *b, op *o)
+{
+    Handover__Ack ack = HANDOVER__ACK__INIT;
+    char *routed[ROUTE_MAX_DESTS];
+    size_t n = 0;
+    ack.seq = o->seq;
+    ack.event_id = o->ev->event_id;
+    ack.duplicate = o->duplicate;
+    ack.warning = o->routes.warning;
+    for (size_t i = 0; i < o->routes.n; i++)
+        if (!o->routes.dest[i].dead)
+            routed[n++] = o->routes.dest[i].code;
+    ack.routed_to = routed;
+    ack.n_routed_to = n;
+    Handover__Frame f = HANDOVER__FRAME__INIT;
+    f.kind_case = HANDOVER__FRAME__KIND_ACK;
+    f.ack = &ack;
+    send_to(b, o->sid, o->sidlen, &f, "ack");
+}
+
+/* --------------------------------------------------------------- staging */
+
+static op *
+op_new(broker *b, op_kind kind)
+{
+    op *o = &b->ops[b->nops++];
+    memset(o, 0, offsetof(op, routes));
+    o->kind = kind;
+    o->routes.n = 0;
+    o->routes.warning[0] = '\0';
+    o->n_items = 0;
+    o->refused_full = false;
+    o->item = NULL;
+    o->timeout = o->to_dead = o->failed = false;
+    o->event_id[0] = o->nhs[0] = '\0';
+    return o;
+}
+
+/* The batch is full: commit before staging more. */
+static bool
+batch_full(const broker *b)
+{
+    return b->nops >= b->cfg->batch_max;
+}
+
+static hov_err flush(broker *b, hov_error *err);
+
+static void
+stage_reject_audit(broker *b, const char *event_id, const char *nhs,
+                   const char *reason)
+{
+    if (batch_full(b))
+        return; /* logged by send_nak; the audit record is best effort */
+    op *o = op_new(b, OP_AUDIT_REJECT);
+    snprintf(o->event_id, sizeof o->event_id, "%s", nz(event_id));
+    snprintf(o->nhs, sizeof o->nhs, "%s", nz(nhs));
+    snprintf(o->reason, sizeof o->reason, "%s", reason);
+}
+
+static uint8_t *
+scratch(broker *b, size_t n)
+{
+    if (n > b->scratch_cap) {
+        uint8_t *p = realloc(b->scratch, n);
+        if (p == NULL)
+            return NULL;
+        b->scratch = p;
+        b->scratch_cap = n;
+    }
+    return b->scratch;
+}
+
+/* SHA-256 of the event without its transmission times (domain brief 3.8):
+ * a resend with a new MSH-7 is a duplicate, not a conflict. */
+static bool
+event_digest(broker *b, Handover__Event *ev, uint8_t out[DIGEST_BYTES])
+{
+    char *rec = ev->recorded_at, *recv = ev->received_at;
+    char *agency = ev->source ? ev->source->agency : NULL;
+    ev->recorded_at = (char *)"";
+    ev->received_at = (char *)"";
+    if (ev->source)
+        ev->source->agency = (char *)"";
+    size_t n = handover__event__get_packed_size(ev);
+    uint8_t *buf = scratch(b, n + 1);
+    if (buf != NULL) {
+        handover__event__pack(ev, buf);
+        crypto_hash_sha256(out, buf, n);
+    }
+    ev->recorded_at = rec;
+    ev->received_at = recv;
+    if (ev->source)
+        ev->source->agency = agency;
+    return buf != NULL;
+}
+
+static void
+handle_publish(broker *b, session *s, const Handover__Publish *pub)
+{
+    char reason[256];
+    if (pub->event.len > b->cfg->max_event_bytes) {
+        snprintf(reason, sizeof reason,
+                 "event of %zu bytes exceeds the limit of %zu bytes "
+                 "(max_event_bytes)",
+                 pub->event.len, b->cfg->max_event_bytes);
+        send_nak(b, s->id, s->idlen, pub->seq, NULL, HOV_ETOOBIG, reason);
+        return;
+    }
+    Handover__Event *ev =
+        handover__event__unpack(NULL, pub->event.len, pub->event.data);
+    if (ev == NULL) {
+        snprintf(reason, sizeof reason,
+                 "Publish.event (%zu bytes) is not a valid handover.Event "
+                 "protobuf",
+                 pub->event.len);
+        send_nak(b, s->id, s->idlen, pub->seq, NULL, HOV_EMALFORMED, reason);
+        return;
+    }
+    hov_error err = {0};
+    const char *nhs = ev->patient ? nz(ev->patient->nhs_number) : "";
+    const char *id = hov_uuid_valid(nz(ev->event_id)) ? ev->event_id : "";
+    hov_err rc = validate_event(ev, &b->vopts, &err);
+    if (rc == HOV_OK && b->full_checked < 0)
+        b->full_checked = store_near_full(b->st);
+    if (rc == HOV_OK && b->full_checked) {
+        size_t used, map;
+        store_usage(b->st, &used, &map);
+        rc = hov_fail(&err, HOV_ESTOREFULL, 0,
+                      "temporarily unavailable; resend: the event store is "
+                      "full (%zu of %zu KiB used, the rest is kept for "
+                      "deliveries to drain); raise map_size_mb or drain the "
+                      "queues",
+                      used >> 10, map >> 10);
+    }
+    if (rc == HOV_OK) {
+        const char *org = ev->source->org->code;
+        const config_org *o = config_org_find(b->cfg, org);
+        if (o == NULL)
+            rc = hov_fail(&err, HOV_EIMPERSONATE, 0,
+                          "agency %s may not publish as %s: it is not a "
+                          "configured organisation",
+                          config_agency_name(s->agency), org);
+        else if (o->agency != s->agency)
+            rc = hov_fail(&err, HOV_EIMPERSONATE, 0,
+                          "agency %s may not publish as %s, an organisation "
+                          "of agency %s",
+                          config_agency_name(s->agency), org,
+                          config_agency_name(o->agency));
+    }
+    uint8_t digest[DIGEST_BYTES];
+    if (rc == HOV_OK && !event_digest(b, ev, digest))
+        rc = hov_fail(&err, HOV_ENOMEM, 0, "digest event %s", id);
+    if (rc != HOV_OK) {
+        send_nak(b, s->id, s->idlen, pub->seq, id, rc, err.msg);
+        /* A temporary refusal is logged, not audited: when the store is
+         * full, audit records would eat the room kept for draining. */
+        if (!code_is_temporary(rc))
+            stage_reject_audit(b, id, nhs, err.msg);
+        handover__event__free_unpacked(ev, NULL);
+        return;
+    }
+    op *o = op_new(b, OP_PUBLISH);
+    memcpy(o->sid, s->id, s->idlen);
+    o->sidlen = s->idlen;
+    o->agency = s->agency;
+    o->seq = pub->seq;
+    o->ev = ev;
+    memcpy(o->digest, digest, DIGEST_BYTES);
+}
+
+static void
+session_requeue_all(broker *b, session *s, const char *why)
+{
+    uint64_t now = hov_now_ms();
+    size_t n = 0;
+    while (s->inflight.head) {
+        queue_item *it = s->inflight.head;
+        queue_list_remove(&s->inflight, it);
+        it->owner = NULL;
+        if (it->state == QS_SETTLING)
+            continue; /* its staged settle decides */
+        queue *q = &b->queues[it->queue];
+        q->inflight--;
+        queue_requeue(q, it, now);
+        n++;
+    }
+    if (n)
+        hov_info("requeue client=%s agency=%s deliveries=%zu reason=\"%s\"",
+                 s->client, config_agency_name(s->agency), n, why);
+}
+
+static void
+session_drop(broker *b, session *s, const char *why)
+{
+    hov_warn("adapter down client=%s agency=%s reason=\"%s\"", s->client,
+             config_agency_name(s->agency), why);
+    session_requeue_all(b, s, why);
+    hov_map_del(b->sessions, s->id, s->idlen);
+    free(s);
+}
+
+static void
+handle_hello(broker *b, const uint8_t *id, size_t idlen,
+             const Handover__Hello *h)
+{
+    char reason[256];
+    int agency = config_agency_parse(nz(h->agency));
+    if (h->protocol != HOV_PROTOCOL) {
+        snprintf(reason, sizeof reason,
+                 "protocol %u is not supported: this hub speaks protocol %d",
+                 h->protocol, HOV_PROTOCOL);
+        send_nak(b, id, idlen, 0, NULL, HOV_EPROTO, reason);
+        return;
+    }
+    if (agency < 0) {
+        snprintf(reason, sizeof reason,
+                 "Hello.agency '%.40s' is not gp, nursing, social or "
+                 "voluntary",
+                 nz(h->agency));
+        send_nak(b, id, idlen, 0, NULL, HOV_EINVAL, reason);
+        return;
+    }
+    session *s = hov_map_get(b->sessions, id, idlen);
+    if (s != NULL) {
+        /* The same client reconnected (a restart, or a network blip): what
+         * it had not settled goes back to the queue at once. */
+        session_requeue_all(b, s, "client reconnected");
+        if (s->agency != (config_agency)agency) {
+            session_drop(b, s, "client changed agency");
+            s = NULL;
+        }
+    }
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        hov_error err = {0};
+        if (s == NULL ||
+            hov_map_put(b->sessions, id, idlen, s, &err) != HOV_OK) {
+            free(s);
+            send_nak(b, id, idlen, 0, NULL, HOV_ENOMEM,
+                     "hub out of memory: cannot open a session");
+            return;
+        }
+        memcpy(s->id, id, idlen);
+        s->idlen = idlen;
+    }
+    s->agency = (config_agency)agency;
+    s->consume = h->consume;
+    s->credit = h->credit;
+    s->last_rx_ms = hov_mono_ms();
+    snprintf(s->client, sizeof s->client, "%.*s", (int)idlen,
+             (const char *)id);
+    hov_info("adapter up client=%s agency=%s consume=%s credit=%u", s->client,
+             config_agency_name(s->agency), s->consume ? "yes" : "no",
+             s->credit);
+
+    Handover__Hello reply = HANDOVER__HELLO__INIT;
+    reply.protocol = HOV_PROTOCOL;
+    reply.agency = (char *)config_agency_name(s->agency);
+    reply.client = (char *)"handover-hub";
+    reply.hub_instance = b->instance;
+    reply.heartbeat_ms = b->cfg->heartbeat_ms;
+    Handover__Frame f = HANDOVER__FRAME__INIT;
+    f.kind_case = HANDOVER__FRAME__KIND_HELLO;
+    f.hello = &reply;
+    send_to(b, id, idlen, &f, "hello");
+}
+
+static void
+handle_settle(broker *b, session *s, const Handover__Settle *st)
+{
+    unsigned qn = (unsigned)(st->delivery_id >> 56);
+    uint64_t seq = st->delivery_id & ((1ULL << 56) - 1);
+    queue_item *it = qn < AGENCY_COUNT ? queue_find(&b->queues[qn], seq) : NULL;
+    if (it == NULL || it->state != QS_INFLIGHT || it->owner != s) {
+        /* Late, repeated, or for a delivery already handed to another
+         * session: the current owner's settle decides. */
+        hov_info("settle ignored client=%s delivery=%llu: not in flight to "
+                 "this client",
+                 s->client, (unsigned long long)st->delivery_id);
+        return;
+    }
+    if (st->outcome != HANDOVER__SETTLE_OUTCOME__SETTLE_DONE &&
+        st->outcome != HANDOVER__SETTLE_OUTCOME__SETTLE_RETRY &&
+        st->outcome != HANDOVER__SETTLE_OUTCOME__SETTLE_REJECTED) {
+        char reason[128];
+        snprintf(reason, sizeof reason,
+                 "Settle.outcome %d is not done, retry or rejected",
+                 (int)st->outcome);
+        send_nak(b, s->id, s->idlen, 0, it->event_id, HOV_EINVAL, reason);
+        return;
+    }
+    op *o = op_new(b, OP_SETTLE);
+    o->item = it;
+    o->outcome = st->outcome;
+    snprintf(o->reason, sizeof o->reason, "%s", nz(st->reason));
+    it->state = QS_SETTLING;
+}
+
+/* Read the Publish seq from a frame too big to decode, so the Nak can name
+ * it: Frame field 2 (publish) is length-delimited, and Publish field 1 is
+ * the varint seq. Returns 0 when the bytes do not have that shape. */
+static uint64_t
+peek_publish_seq(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    if (len < 2 || p[i++] != ((2 << 3) | 2))
+        return 0;
+    for (int shift = 0; i < len && shift < 64; shift += 7) /* length */
+        if (!(p[i++] & 0x80))
+            break;
+    if (i >= len || p[i++] != ((1 << 3) | 0))
+        return 0;
+    uint64_t v = 0;
+    for (int shift = 0; i < len && shift < 64; shift += 7) {
+        v |= (uint64_t)(p[i] & 0x7f) << shift;
+        if (!(p[i++] & 0x80))
+            return v;
+    }
+    return 0;
+}
+
+static void
+handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
+             size_t len)
+{
+    char reason[256];
+    session *s = hov_map_get(b->sessions, id, idlen);
+    if (len > b->cfg->max_event_bytes + FRAME_OVERHEAD) {
+        snprintf(reason, sizeof reason,
+                 "frame of %zu bytes exceeds the limit of %zu bytes "
+                 "(max_event_bytes)",
+                 len, b->cfg->max_event_bytes);
+        send_nak(b, id, idlen, peek_publish_seq(data, len), NULL, HOV_ETOOBIG,
+                 reason);
+        return;
+    }
+    Handover__Frame *f = NULL;
+    hov_error err = {0};
+    if (hov_frame_decode(data, len, &f, &err) != HOV_OK) {
+        send_nak(b, id, idlen, 0, NULL, err.code, err.msg);
+        return;
+    }
+    if (f->kind_case == HANDOVER__FRAME__KIND_HELLO) {
+        handle_hello(b, id, idlen, f->hello);
+    } else if (s == NULL) {
+        uint64_t seq = f->kind_case == HANDOVER__FRAME__KIND_PUBLISH
+                           ? f->publish->seq
+                           : 0;
+        send_nak(b, id, idlen, seq, NULL, HOV_ESESSION,
+                 "no session for this client (the hub restarted, or the "
+                 "client never said Hello): send Hello, then resend");
+    } else {
+        s->last_rx_ms = hov_mono_ms();
+        switch (f->kind_case) {
+        case HANDOVER__FRAME__KIND_PUBLISH:
+            handle_publish(b, s, f->publish);
+            break;
+        case HANDOVER__FRAME__KIND_SETTLE:
+            handle_settle(b, s, f->settle);
+            break;
+        case HANDOVER__FRAME__KIND_CREDIT:
+            s->credit = f->credit->credit;
+            break;
+        case HANDOVER__FRAME__KIND_HEARTBEAT:
+            break;
+        default:
+            snprintf(reason, sizeof reason,
+                     "a %s frame is sent by the hub, never to it",
+                     hov_frame_kind_name(f->kind_case));
+            send_nak(b, id, idlen, 0, NULL, HOV_EFRAME, reason);
+            break;
+        }
+    }
+    handover__frame__free_unpacked(f, NULL);
+}
+
+/* ------------------------------------------------------------- applying */
+
+static void
+op_release_items(op *o)
+{
+    for (size_t i = 0; i < o->n_items; i++)
+        queue_item_free(o->items[i]);
+    o->n_items = 0;
+}
+
+/* Is the event delivered (or at least sent) to an organisation of agency?
+ * 1: yes; 0: routed there but not yet sent; -1: never routed there. */
+static int
+delivered_to(broker *b, store_txn *txn, const char *event_id,
+             const char *org, config_agency agency, hov_error *err,
+             hov_err *fail)
+{
+    int best = -1;
+    const config *c = b->cfg;
+    for (size_t i = 0; i <= c->n_orgs && best < 1; i++) {
+        /* The sender's own code first, then its agency's other codes. */
+        const char *code = i == 0 ? org : c->orgs[i - 1].code;
+        if (i > 0 && (c->orgs[i - 1].agency != agency ||
+                      strcmp(code, org) == 0))
+            continue;
+        Handover__Store__Delivery *d = NULL;
+        hov_err e = store_delivery_get(txn, event_id, code, &d, err);
+        if (e == HOV_ENOTFOUND)
+            continue;
+        if (e != HOV_OK) {
+            *fail = e;
+            return -1;
+        }
+        int v = (d->state == HANDOVER__STORE__DELIVERY__STATE__DELIVERED ||
+                 d->attempts > 0)
+                    ? 1
+                    : 0;
+        if (d->state == HANDOVER__STORE__DELIVERY__STATE__ROUTED &&
+            v == 0) {
+            /* Sent but not yet settled counts as delivered: the partner may
+             * answer before its adapter's Settle reaches us. */
+            int ag = config_agency_parse(nz(d->agency));
+            queue_item *it =
+                ag >= 0 ? queue_find(&b->queues[ag], d->queue_seq) : NULL;
+            if (it && (it->state == QS_INFLIGHT || it->state == QS_SETTLING))
+                v = 1;
+        }
+        if (v > best)
+            best = v;
+        handover__store__delivery__free_unpacked(d, NULL);
+    }
+    return best;
+}
+
+static hov_err
+put_delivery(store_txn *txn, const char *event_id, const char *dest,
+             Handover__Store__Delivery__State state, config_agency agency,
+             uint64_t seq, uint32_t attempts, uint64_t now, hov_error *err)
+{
+    Handover__Store__Delivery d = HANDOVER__STORE__DELIVERY__INIT;
+    d.state = state;
+    d.agency = (char *)config_agency_name(agency);
+    d.queue_seq = seq;
+    d.changed_ms = now;
+    d.attempts = attempts;
+    return store_delivery_put(txn, event_id, dest, &d, err);
+}
+
+/* Checks that need the store: dedupe, the answered event of an outcome. On
+ * a business refusal sets o->result/o->reason and returns HOV_OK; returns
+ * an error only for store failures. */
+static hov_err
+apply_publish(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
+{
+    Handover__Event *ev = o->ev;
+    const char *id = ev->event_id;
+    Handover__Store__StoredEvent *old = NULL;
+    hov_err e = store_event_get(txn, id, &old, err);
+    if (e == HOV_OK) {
+        bool same = old->digest.len == DIGEST_BYTES &&
+                    memcmp(old->digest.data, o->digest, DIGEST_BYTES) == 0;
+        handover__store__stored_event__free_unpacked(old, NULL);
+        if (same) {
+            o->duplicate = true;
+            return audit_log(txn, now, id, ev->patient->nhs_number,
+                             config_agency_name(o->agency), AUDIT_DUPLICATE,
+                             "resent with the same content; not routed again",
+                             err);
+        }
+        o->result = HOV_ECONFLICT;
+        snprintf(o->reason, sizeof o->reason,
+                 "conflict: event %s is already held with different "
+                 "content; a changed event needs a new id",
+                 id);
+        return audit_log(txn, now, id, ev->patient->nhs_number,
+                         config_agency_name(o->agency), AUDIT_REJECTED,
+                         o->reason, err);
+    }
+    if (e != HOV_ENOTFOUND)
+        return e;
+
+    route_reply reply = {0};
+    Handover__Store__StoredEvent *answered = NULL;
+    Handover__Event *aev = NULL;
+    hov_error rerr = {0};
+    if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME) {
+        e = store_event_get(txn, ev->in_reply_to, &answered, err);
+        if (e == HOV_ENOTFOUND) {
+            o->result = HOV_EREPLYTOLATER;
+            snprintf(o->reason, sizeof o->reason,
+                     "in_reply_to not yet known: event %s is not held by "
+                     "the hub; resend later",
+                     ev->in_reply_to);
+            goto refused;
+        }
+        if (e != HOV_OK)
+            return e;
+        aev = handover__event__unpack(NULL, answered->event.len,
+                                      answered->event.data);
+        const char *org = ev->source->org->code;
+        hov_err fail = HOV_OK;
+        int d = delivered_to(b, txn, ev->in_reply_to, org, o->agency, err,
+                             &fail);
+        if (fail != HOV_OK) {
+            e = fail;
+            goto out;
+        }
+        if (d < 0) {
+            o->result = HOV_EREPLYTO;
+            snprintf(o->reason, sizeof o->reason,
+                     "in_reply_to %s is not an event delivered to %s",
+                     ev->in_reply_to, org);
+        } else if (d == 0) {
+            o->result = HOV_EREPLYTOLATER;
+            snprintf(o->reason, sizeof o->reason,
+                     "in_reply_to not yet known: event %s has not yet been "
+                     "delivered to %s; resend later",
+                     ev->in_reply_to, org);
+        } else if (!validate_outcome_status_allowed(
+                       ev->outcome->status, nz(answered->event_type))) {
+            o->result = HOV_ECODE;
+            snprintf(o->reason, sizeof o->reason,
+                     "outcome.status '%s' is not allowed for a %s",
+                     ev->outcome->status, nz(answered->event_type));
+        } else if (strcmp(ev->correlation_id,
+                          nz(answered->correlation_id)) != 0) {
+            o->result = HOV_EINVAL;
+            snprintf(o->reason, sizeof o->reason,
+                     "correlation_id %s differs from %s, the correlation_id "
+                     "of the answered event %s",
+                     ev->correlation_id, nz(answered->correlation_id),
+                     ev->in_reply_to);
+        } else if (ev->patient->nhs_number[0] &&
+                   strcmp(ev->patient->nhs_number,
+                          nz(answered->nhs_number)) != 0) {
+            o->result = HOV_EINVAL;
+            snprintf(o->reason, sizeof o->reason,
+                     "patient.nhs_number is not the patient of the answered "
+                     "event %s",
+                     ev->in_reply_to);
+        }
+        if (o->result != HOV_OK)
+            goto refused;
+        if (ev->patient->nhs_number[0] == '\0') {
+            /* Copied for the audit trail and for ordering (domain 3.3). */
+            char *copy = strdup(nz(answered->nhs_number));
+            if (copy == NULL) {
+                e = hov_fail(err, HOV_ENOMEM, 0, "copy NHS number");
+                goto out;
+            }
+            ev->patient->nhs_number = copy;
+        }
+        reply.source_org = answered->source_org;
+        reply.event_type = answered->event_type;
+    }
+    if (route_match(b->cfg, ev, &reply, &o->routes, &rerr) != HOV_OK) {
+        o->result = rerr.code;
+        snprintf(o->reason, sizeof o->reason, "%s", rerr.msg);
+        goto refused;
+    }
+
+    /* Accept: store the event as received, with the hub's own fields. */
+    char received[32];
+    hov_rfc3339_format(now, received);
+    char *saved_recv = ev->received_at, *saved_agency = ev->source->agency;
+    ev->received_at = received;
+    ev->source->agency = (char *)config_agency_name(o->agency);
+    size_t n = handover__event__get_packed_size(ev);
+    uint8_t *buf = scratch(b, n + 1);
+    if (buf)
+        handover__event__pack(ev, buf);
+    ev->received_at = saved_recv;
+    ev->source->agency = saved_agency;
+    if (buf == NULL) {
+        e = hov_fail(err, HOV_ENOMEM, 0, "pack event %s", id);
+        goto out;
+    }
+    Handover__Store__StoredEvent rec = HANDOVER__STORE__STORED_EVENT__INIT;
+    rec.event.data = buf;
+    rec.event.len = n;
+    rec.digest.data = o->digest;
+    rec.digest.len = DIGEST_BYTES;
+    rec.agency = (char *)config_agency_name(o->agency);
+    rec.received_ms = now;
+    rec.event_type = ev->event_type;
+    rec.nhs_number = ev->patient->nhs_number;
+    rec.source_org = ev->source->org->code;
+    rec.correlation_id = ev->correlation_id;
+    rec.in_reply_to = ev->in_reply_to;
+    if ((e = store_event_put(txn, id, &rec, err)) != HOV_OK)
+        goto out;
+
+    char detail[512];
+    size_t dl = 0;
+    dl += (size_t)snprintf(detail, sizeof detail, "from %s; routed to",
+                           ev->source->org->code);
+    for (size_t i = 0; i < o->routes.n; i++) {
+        route_dest *d = &o->routes.dest[i];
+        if (d->dead) {
+            uint64_t dseq;
+            Handover__Store__DeadLetter dead = HANDOVER__STORE__DEAD_LETTER__INIT;
+            dead.event_id = (char *)id;
+            dead.agency = (char *)config_agency_name(d->agency);
+            dead.destination = d->code;
+            dead.reason = d->reason;
+            dead.dead_ms = now;
+            dead.patient = ev->patient->nhs_number;
+            dead.view = d->view;
+            if ((e = store_dead_put(txn, &dead, &dseq, err)) != HOV_OK ||
+                (e = put_delivery(txn, id, d->code,
+                                  HANDOVER__STORE__DELIVERY__STATE__DEAD,
+                                  d->agency, 0, 0, now, err)) != HOV_OK ||
+                (e = audit_log(txn, now, id, ev->patient->nhs_number, "hub",
+                               AUDIT_DEAD, d->reason, err)) != HOV_OK)
+                goto out;
+            continue;
+        }
+        queue_item *it = queue_item_new();
+        if (it == NULL) {
+            e = hov_fail(err, HOV_ENOMEM, 0, "allocate delivery");
+            goto out;
+        }
+        o->items[o->n_items++] = it;
+        it->seq = store_queue_next_seq(txn, d->agency);
+        it->queue = d->agency;
+        it->enqueued_ms = now;
+        snprintf(it->event_id, sizeof it->event_id, "%s", id);
+        snprintf(it->dest, sizeof it->dest, "%s", d->code);
+        snprintf(it->view, sizeof it->view, "%s", d->view);
+        Handover__Store__QueueEntry qe = HANDOVER__STORE__QUEUE_ENTRY__INIT;
+        qe.event_id = (char *)id;
+        qe.destination = d->code;
+        qe.patient = ev->patient->nhs_number;
+        qe.enqueued_ms = now;
+        qe.view = d->view;
+        if ((e = store_queue_put(txn, d->agency, it->seq, &qe, err)) !=
+                HOV_OK ||
+            (e = put_delivery(txn, id, d->code,
+                              HANDOVER__STORE__DELIVERY__STATE__ROUTED,
+                              d->agency, it->seq, 0, now, err)) != HOV_OK)
+            goto out;
+        if (dl < sizeof detail)
+            dl += (size_t)snprintf(detail + dl, sizeof detail - dl, " %s",
+                                   d->code);
+    }
+    if (o->n_items == 0 && dl < sizeof detail)
+        dl += (size_t)snprintf(detail + dl, sizeof detail - dl,
+                               " nobody (recorded only)");
+    if (o->routes.warning[0] && dl < sizeof detail)
+        snprintf(detail + dl, sizeof detail - dl, "; %s", o->routes.warning);
+    if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME &&
+        (e = store_reply_put(txn, ev->in_reply_to, id, err)) != HOV_OK)
+        goto out;
+    e = audit_log(txn, now, id, ev->patient->nhs_number,
+                  config_agency_name(o->agency), AUDIT_ACCEPTED, detail, err);
+    goto out;
+
+refused:
+    e = audit_log(txn, now, id, ev->patient->nhs_number,
+                  config_agency_name(o->agency), AUDIT_REJECTED, o->reason,
+                  err);
+out:
+    if (aev)
+        handover__event__free_unpacked(aev, NULL);
+    if (answered)
+        handover__store__stored_event__free_unpacked(answered, NULL);
+    return e;
+}
+
+static uint64_t
+backoff_ms(const config *c, uint32_t attempts)
+{
+    uint64_t d = c->backoff_initial_ms;
+    for (uint32_t i = 1; i < attempts && d < c->backoff_max_ms; i++)
+        d *= 2;
+    return d < c->backoff_max_ms ? d : c->backoff_max_ms;
+}
+
+static hov_err
+apply_settle(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
+{
+    queue_item *it = o->item;
+    char *patient = (char *)queue_item_patient(it);
+    hov_err e;
+    char detail[400];
+    if (o->outcome == HANDOVER__SETTLE_OUTCOME__SETTLE_DONE) {
+        snprintf(detail, sizeof detail, "to %s, attempt %u", it->dest,
+                 it->attempts);
+        if ((e = store_queue_del(txn, it->queue, it->seq, err)) != HOV_OK &&
+            e != HOV_ENOTFOUND)
+            return e;
+        if ((e = put_delivery(txn, it->event_id, it->dest,
+                              HANDOVER__STORE__DELIVERY__STATE__DELIVERED,
+                              it->queue, it->seq, it->attempts, now, err)) !=
+            HOV_OK)
+            return e;
+        return audit_log(txn, now, it->event_id, "",
+                         config_agency_name(it->queue), AUDIT_DELIVERED,
+                         detail, err);
+    }
+    bool rejected = o->outcome == HANDOVER__SETTLE_OUTCOME__SETTLE_REJECTED;
+    o->to_dead = rejected || it->attempts >= b->cfg->max_attempts;
+    char why[300];
+    if (rejected)
+        snprintf(why, sizeof why, "rejected by %s: %.200s", it->dest,
+                 o->reason[0] ? o->reason : "no reason given");
+    else if (o->timeout)
+        snprintf(why, sizeof why, "no settle within %u ms (attempt %u)",
+                 b->cfg->settle_timeout_ms, it->attempts);
+    else
+        snprintf(why, sizeof why, "retry requested by %s (attempt %u): %.200s",
+                 it->dest, it->attempts,
+                 o->reason[0] ? o->reason : "no reason given");
+    if (o->to_dead) {
+        if (!rejected)
+            snprintf(detail, sizeof detail,
+                     "gave up after %u attempts (max_attempts): %.300s",
+                     it->attempts, why);
+        else
+            snprintf(detail, sizeof detail, "%s", why);
+        uint64_t dseq;
+        Handover__Store__DeadLetter dead = HANDOVER__STORE__DEAD_LETTER__INIT;
+        dead.event_id = it->event_id;
+        dead.agency = (char *)config_agency_name(it->queue);
+        dead.destination = it->dest;
+        dead.reason = detail;
+        dead.attempts = it->attempts;
+        dead.dead_ms = now;
+        dead.queue_seq = it->seq;
+        dead.patient = patient;
+        dead.view = it->view;
+        if ((e = store_queue_del(txn, it->queue, it->seq, err)) != HOV_OK &&
+            e != HOV_ENOTFOUND)
+            return e;
+        if ((e = store_dead_put(txn, &dead, &dseq, err)) != HOV_OK ||
+            (e = put_delivery(txn, it->event_id, it->dest,
+                              rejected
+                                  ? HANDOVER__STORE__DELIVERY__STATE__REJECTED
+                                  : HANDOVER__STORE__DELIVERY__STATE__DEAD,
+                              it->queue, it->seq, it->attempts, now, err)) !=
+                HOV_OK)
+            return e;
+        return audit_log(txn, now, it->event_id, "",
+                         config_agency_name(it->queue), AUDIT_DEAD, detail,
+                         err);
+    }
+    o->not_before_ms = now + backoff_ms(b->cfg, it->attempts);
+    Handover__Store__QueueEntry qe = HANDOVER__STORE__QUEUE_ENTRY__INIT;
+    qe.event_id = it->event_id;
+    qe.destination = it->dest;
+    qe.patient = patient;
+    qe.attempts = it->attempts;
+    qe.not_before_ms = o->not_before_ms;
+    qe.last_error = why;
+    qe.enqueued_ms = it->enqueued_ms;
+    qe.view = it->view;
+    if ((e = store_queue_put(txn, it->queue, it->seq, &qe, err)) != HOV_OK)
+        return e;
+    snprintf(detail, sizeof detail, "%s; next attempt in %llu ms", why,
+             (unsigned long long)(o->not_before_ms - now));
+    return audit_log(txn, now, it->event_id, "", config_agency_name(it->queue),
+                     AUDIT_RETRY, detail, err);
+}
+
+static hov_err
+apply_op(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
+{
+    switch (o->kind) {
+    case OP_PUBLISH:
+        o->result = HOV_OK;
+        o->reason[0] = '\0';
+        o->duplicate = false;
+        op_release_items(o);
+        if (o->refused_full)
+            return HOV_OK;
+        return apply_publish(b, txn, o, now, err);
+    case OP_SETTLE:
+        if (o->failed)
+            return HOV_OK;
+        return apply_settle(b, txn, o, now, err);
+    case OP_AUDIT_REJECT:
+        if (o->failed)
+            return HOV_OK;
+        return audit_log(txn, now, o->event_id, o->nhs, "hub", AUDIT_REJECTED,
+                         o->reason, err);
+    }
+    return HOV_OK;
+}
+
+/* Nothing of the batch could be written: refuse its publishes (the
+ * senders resend) and put its settles back. */
+static void
+batch_fail_all(broker *b, hov_err e, const char *msg)
+{
+    for (size_t j = 0; j < b->nops; j++) {
+        op *o = &b->ops[j];
+        if (o->kind == OP_PUBLISH && !o->refused_full) {
+            o->result = e == HOV_EIO ? HOV_EIO : HOV_ESTORE;
+            snprintf(o->reason, sizeof o->reason,
+                     "temporarily unavailable; resend: the hub could not "
+                     "store the event: %s",
+                     msg);
+            op_release_items(o);
+        }
+        o->failed = true;
+    }
+}
+
+/* Apply the staged batch in one write transaction and commit it. When the
+ * store fills up part-way, the transaction is redone without the publish
+ * that hit the limit and those after it (they are Nak'd "temporary"), so
+ * settles, which free space, still go through. Returns an error only when
+ * the store is broken and the hub must stop. */
+static hov_err
+batch_commit(broker *b, uint64_t now, hov_error *fatal)
+{
+    for (size_t attempt = 0; attempt <= b->nops + 1; attempt++) {
+        store_txn *txn = NULL;
+        hov_error err = {0};
+        hov_err e = store_begin(b->st, false, &txn, &err);
+        size_t failed_at = b->nops;
+        for (size_t i = 0; e == HOV_OK && i < b->nops; i++) {
+            e = apply_op(b, txn, &b->ops[i], now, &err);
+            if (e != HOV_OK)
+                failed_at = i;
+        }
+        if (e == HOV_OK) {
+            e = store_commit(txn, &err);
+            if (e == HOV_OK) {
+                b->n_commits++;
+                return HOV_OK;
+            }
+        } else if (txn != NULL) {
+            store_abort(txn);
+        }
+        hov_errorf("commit failed ops=%zu: %s", b->nops, err.msg);
+        if (store_broken(b->st)) {
+            batch_fail_all(b, e, err.msg);
+            return hov_fail(fatal, HOV_ESTORE, err.cause,
+                            "the store can no longer be written safely "
+                            "(%s); restart the hub once the cause is fixed",
+                            err.msg);
+        }
+        if (e != HOV_ESTOREFULL) {
+            batch_fail_all(b, e, err.msg);
+            return HOV_OK;
+        }
+        /* Full: leave out the publish that hit the limit and every later
+         * one; a settle or audit record that hit it is put back. */
+        bool changed = false;
+        for (size_t j = failed_at < b->nops ? failed_at : 0; j < b->nops;
+             j++) {
+            op *o = &b->ops[j];
+            if (o->kind == OP_PUBLISH && !o->refused_full) {
+                o->refused_full = true;
+                op_release_items(o);
+                changed = true;
+            } else if (o->kind != OP_PUBLISH && j == failed_at &&
+                       !o->failed) {
+                o->failed = true;
+                changed = true;
+            }
+        }
+        if (!changed) {
+            batch_fail_all(b, e, err.msg);
+            return HOV_OK;
+        }
+    }
+    batch_fail_all(b, HOV_ESTORE, "the batch could not be committed");
+    return HOV_OK;
+}
+
+static void
+effects_publish(broker *b, op *o, uint64_t now)
+{
+    if (o->refused_full) {
+        char reason[256];
+        size_t used, map;
+        store_usage(b->st, &used, &map);
+        snprintf(reason, sizeof reason,
+                 "temporarily unavailable; resend: the event store is full "
+                 "(%zu of %zu MiB used); raise map_size_mb or drain the "
+                 "queues",
+                 used >> 20, map >> 20);
+        send_nak(b, o->sid, o->sidlen, o->seq, o->ev->event_id,
+                 HOV_ESTOREFULL, reason);
+        return;
+    }
+    if (o->result != HOV_OK) {
+        send_nak(b, o->sid, o->sidlen, o->seq, o->ev->event_id, o->result,
+                 o->reason);
+        return;
+    }
+    uint64_t wall = hov_now_ms();
+    for (size_t i = 0; i < o->n_items; i++) {
+        queue_item *it = o->items[i];
+        hov_error err = {0};
+        if (queue_add(&b->queues[it->queue], it, o->ev->patient->nhs_number,
+                      wall, &err) != HOV_OK) {
+            /* Durable already: the hub's next start loads it again. */
+            hov_errorf("queue event=%s dest=%s: %s (delivered after a "
+                       "restart)",
+                       it->event_id, it->dest, err.msg);
+            queue_item_free(it);
+        }
+    }
+    o->n_items = 0;
+    if (o->duplicate)
+        b->n_duplicate++;
+    else
+        b->n_accepted++;
+    hov_debug("accepted event=%s seq=%llu dup=%d", o->ev->event_id,
+              (unsigned long long)o->seq, o->duplicate);
+    send_ack(b, o);
+    (void)now;
+}
+
+static void
+effects_settle(broker *b, op *o)
+{
+    queue_item *it = o->item;
+    queue *q = &b->queues[it->queue];
+    uint64_t wall = hov_now_ms();
+    if (it->owner) {
+        queue_list_remove(&it->owner->inflight, it);
+        q->inflight--;
+    }
+    it->owner = NULL;
+    if (o->failed) {
+        /* Not recorded: deliver it again later. */
+        queue_requeue(q, it, wall);
+        return;
+    }
+    if (o->outcome == HANDOVER__SETTLE_OUTCOME__SETTLE_DONE) {
+        b->n_delivered++;
+        queue_remove(q, it, wall);
+    } else if (o->to_dead) {
+        b->n_dead++;
+        hov_warn("dead-lettered event=%s dest=%s attempts=%u", it->event_id,
+                 it->dest, it->attempts);
+        queue_remove(q, it, wall);
+    } else {
+        b->n_retry++;
+        it->not_before_ms = o->not_before_ms;
+        queue_requeue(q, it, wall);
+    }
+}
+
+static hov_err
+flush(broker *b, hov_error *err)
+{
+    if (b->nops == 0)
+        return HOV_OK;
+    uint64_t now = hov_now_ms();
+    hov_err e = batch_commit(b, now, err);
+    for (size_t i = 0; i < b->nops; i++) {
+        op *o = &b->ops[i];
+        if (o->kind == OP_PUBLISH) {
+            effects_publish(b, o, now);
+            handover__event__free_unpacked(o->ev, NULL);
+            o->ev = NULL;
+        } else if (o->kind == OP_SETTLE) {
+            effects_settle(b, o);
+        }
+    }
+    b->nops = 0;
+    b->full_checked = -1;
+    return e;
+}
+
+/* ------------------------------------------------------------- delivery */
+
+static hov_err
+dispatch_one(broker *b, store_txn *txn, session *s, queue_item *it,
+             const char *today)
+{
+    Handover__Store__StoredEvent *rec = NULL;
+    hov_error err = {0};
+    hov_err e = store_event_get(txn, it->event_id, &rec, &err);
+    if (e != HOV_OK) {
+        hov_errorf("deliver event=%s dest=%s: cannot read the event: %s",
+                   it->event_id, it->dest,
+                   e == HOV_ENOTFOUND ? "not in the store" : err.msg);
+        return e == HOV_ENOTFOUND ? HOV_ESTORE : e;
+    }
+    const uint8_t *body;
+    size_t blen;
+    bool owned;
+    e = route_view_pack(it->view, rec->event.data, rec->event.len, today,
+                        &body, &blen, &owned, &err);
+    if (e != HOV_OK) {
+        hov_errorf("deliver event=%s dest=%s: %s", it->event_id, it->dest,
+                   err.msg);
+        handover__store__stored_event__free_unpacked(rec, NULL);
+        return e;
+    }
+    Handover__Deliver d = HANDOVER__DELIVER__INIT;
+    d.delivery_id = delivery_id(it->queue, it->seq);
+    d.event_id = it->event_id;
+    d.destination = it->dest;
+    d.attempt = it->attempts + 1;
+    d.event.data = (uint8_t *)body;
+    d.event.len = blen;
+    d.view = it->view;
+    Handover__Frame f = HANDOVER__FRAME__INIT;
+    f.kind_case = HANDOVER__FRAME__KIND_DELIVER;
+    f.deliver = &d;
+    e = hov_frame_send(b->sock, s->id, s->idlen, &f, &err);
+    if (owned)
+        free((void *)body);
+    handover__store__stored_event__free_unpacked(rec, NULL);
+    if (e != HOV_OK)
+        return e;
+    s->last_tx_ms = hov_mono_ms();
+    return HOV_OK;
+}
+
+static void
+dispatch(broker *b)
+{
+    store_txn *txn = NULL;
+    char today[11];
+    hov_today_london(today);
+    session *cons[64];
+    for (unsigned qn = 0; qn < AGENCY_COUNT; qn++) {
+        queue *q = &b->queues[qn];
+        if (q->ready.count == 0 || q->paused)
+            continue;
+        size_t nc = 0;
+        size_t pos = 0;
+        void *v;
+        while (nc < 64 && hov_map_next(b->sessions, &pos, NULL, NULL, &v)) {
+            session *s = v;
+            if (s->consume && s->agency == qn &&
+                s->inflight.count < s->credit)
+                cons[nc++] = s;
+        }
+        size_t rr = 0;
+        while (nc > 0) {
+            session *s = cons[rr % nc];
+            if (s->inflight.count >= s->credit) {
+                {
+                nc--;
+                cons[rr % (nc + 1)] = cons[nc];
+            }
+                continue;
+            }
+            queue_item *it = queue_pop_ready(q);
+            if (it == NULL)
+                break;
+            if (txn == NULL) {
+                hov_error err = {0};
+                if (store_begin(b->st, true, &txn, &err) != HOV_OK) {
+                    hov_errorf("deliver: %s", err.msg);
+                    queue_requeue(q, it, 0);
+                    return;
+                }
+            }
+            hov_err e = dispatch_one(b, txn, s, it, today);
+            if (e == HOV_EUNAVAILABLE) {
+                /* This consumer's pipe is full or gone: try the others. */
+                queue_requeue(q, it, 0);
+                {
+                nc--;
+                cons[rr % (nc + 1)] = cons[nc];
+            }
+                continue;
+            }
+            if (e != HOV_OK) {
+                /* Unreadable or unviewable: hold it back a while rather
+                 * than spin on it; the error is logged with the event. */
+                it->not_before_ms = hov_now_ms() + 60000;
+                queue_requeue(q, it, 0);
+                continue;
+            }
+            it->attempts++;
+            it->state = QS_INFLIGHT;
+            it->owner = s;
+            it->sent_ms = hov_mono_ms();
+            queue_list_push_back(&s->inflight, it);
+            q->inflight++;
+            rr++;
+        }
+    }
+    if (txn)
+        store_abort(txn);
+}
+
+/* --------------------------------------------------------------- timers */
+
+static void
+timers(broker *b)
+{
+    uint64_t mono = hov_mono_ms();
+    uint64_t hb = b->cfg->heartbeat_ms;
+    session *dead[64];
+    size_t nd = 0;
+    size_t pos = 0;
+    void *v;
+    bool scan = mono >= b->next_timeout_scan_ms;
+    if (scan)
+        b->next_timeout_scan_ms = mono + 200;
+    while (hov_map_next(b->sessions, &pos, NULL, NULL, &v)) {
+        session *s = v;
+        if (mono - s->last_rx_ms > 3 * hb + hb / 2) {
+            if (nd < 64)
+                dead[nd++] = s;
+            continue;
+        }
+        if (mono - s->last_tx_ms >= hb) {
+            Handover__Heartbeat h = HANDOVER__HEARTBEAT__INIT;
+            h.time_ms = hov_now_ms();
+            h.hub_instance = b->instance;
+            Handover__Frame f = HANDOVER__FRAME__INIT;
+            f.kind_case = HANDOVER__FRAME__KIND_HEARTBEAT;
+            f.heartbeat = &h;
+            send_to(b, s->id, s->idlen, &f, "heartbeat");
+        }
+        if (!scan)
+            continue;
+        for (queue_item *it = s->inflight.head; it && !batch_full(b);
+             it = it->next) {
+            if (it->state != QS_INFLIGHT ||
+                mono - it->sent_ms < b->cfg->settle_timeout_ms)
+                continue;
+            hov_warn("settle timeout event=%s dest=%s client=%s attempt=%u",
+                     it->event_id, it->dest, s->client, it->attempts);
+            op *o = op_new(b, OP_SETTLE);
+            o->item = it;
+            o->outcome = HANDOVER__SETTLE_OUTCOME__SETTLE_RETRY;
+            o->timeout = true;
+            it->state = QS_SETTLING;
+        }
+    }
+    for (size_t i = 0; i < nd; i++) {
+        char why[96];
+        snprintf(why, sizeof why, "no frame for %llu ms (heartbeat %llu ms)",
+                 (unsigned long long)(mono - dead[i]->last_rx_ms),
+                 (unsigned long long)hb);
+        session_drop(b, dead[i], why);
+    }
+    uint64_t wall = hov_now_ms();
+    for (unsigned qn = 0; qn < AGENCY_COUNT; qn++)
+        queue_promote(&b->queues[qn], wall);
+
+    /* A one-line summary for the operator, when something changed. */
+    uint64_t sig = b->n_accepted + b->n_nak + b->n_delivered + b->n_dead +
+                   b->n_retry + b->n_duplicate;
+    if (sig != b->summary_sig && mono - b->last_summary_ms >= 10000) {
+        b->summary_sig = sig;
+        b->last_summary_ms = mono;
+        hov_info("summary accepted=%llu duplicate=%llu nak=%llu "
+                 "delivered=%llu retried=%llu dead=%llu commits=%llu "
+                 "queued gp=%zu nursing=%zu social=%zu voluntary=%zu "
+                 "sessions=%zu",
+                 (unsigned long long)b->n_accepted,
+                 (unsigned long long)b->n_duplicate,
+                 (unsigned long long)b->n_nak,
+                 (unsigned long long)b->n_delivered,
+                 (unsigned long long)b->n_retry,
+                 (unsigned long long)b->n_dead,
+                 (unsigned long long)b->n_commits, b->queues[0].depth,
+                 b->queues[1].depth, b->queues[2].depth, b->queues[3].depth,
+                 hov_map_count(b->sessions));
+    }
+}
+
+/* Milliseconds until the next timer needs the loop. */
+static long
+poll_timeout(broker *b)
+{
+    uint64_t wall = hov_now_ms();
+    uint64_t next = UINT64_MAX;
+    for (unsigned qn = 0; qn < AGENCY_COUNT; qn++)
+        for (queue_item *it = b->queues[qn].backoff.head; it; it = it->next)
+            if (it->not_before_ms < next)
+                next = it->not_before_ms;
+    long t = 100;
+    if (next != UINT64_MAX) {
+        uint64_t d = next > wall ? next - wall : 0;
+        if (d < (uint64_t)t)
+            t = (long)d;
+    }
+    return t;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+hov_err
+broker_new(broker **out, const config *cfg, hov_error *err)
+{
+    broker *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return hov_fail(err, HOV_ENOMEM, 0, "allocate broker");
+    b->cfg = cfg;
+    b->vopts.allow_test_nhs_numbers = cfg->allow_test_nhs_numbers;
+    /* One spare op: a timer may stage settle timeouts into a full batch. */
+    b->ops = calloc(cfg->batch_max + 1, sizeof *b->ops);
+    hov_err e = HOV_OK;
+    if (b->ops == NULL)
+        e = hov_fail(err, HOV_ENOMEM, 0, "allocate batch of %u",
+                     cfg->batch_max);
+    if (e == HOV_OK)
+        e = hov_map_new(&b->sessions, err);
+    for (unsigned i = 0; e == HOV_OK && i < AGENCY_COUNT; i++)
+        e = queue_init(&b->queues[i], i, err);
+    if (e == HOV_OK)
+        e = store_new(&b->st, err);
+    if (e != HOV_OK) {
+        broker_free(b);
+        return e;
+    }
+    hov_uuid_v4(b->instance);
+    b->full_checked = -1;
+    *out = b;
+    return HOV_OK;
+}
+
+static hov_err
+load_entry(void *arg, unsigned qn, uint64_t seq,
+           const Handover__Store__QueueEntry *e, hov_error *err)
+{
+    broker *b = arg;
+    if (qn >= AGENCY_COUNT)
+        return hov_fail(err, HOV_ESTORE, 0,
+                        "queue entry %llu names queue %u, which does not "
+                        "exist",
+                        (unsigned long long)seq, qn);
+    queue_item *it = queue_item_new();
+    if (it == NULL)
+        return hov_fail(err, HOV_ENOMEM, 0, "load queue");
+    it->seq = seq;
+    it->attempts = e->attempts;
+    it->not_before_ms = e->not_before_ms;
+    it->enqueued_ms = e->enqueued_ms;
+    snprintf(it->event_id, sizeof it->event_id, "%s", e->event_id);
+    snprintf(it->dest, sizeof it->dest, "%s", e->destination);
+    snprintf(it->view, sizeof it->view, "%s",
+             e->view[0] ? e->view : "full");
+    const char *patient = e->patient[0] ? e->patient : e->event_id;
+    hov_err rc = queue_add(&b->queues[qn], it, patient, hov_now_ms(), err);
+    if (rc != HOV_OK)
+        queue_item_free(it);
+    return rc;
+}
+
+hov_err
+broker_open(broker *b, hov_error *err)
+{
+    const config *c = b->cfg;
+    hov_err e;
+    if ((e = store_set_map_size(b->st, c->map_size, err)) != HOV_OK ||
+        (e = store_open(b->st, c->data_dir, err)) != HOV_OK)
+        return e;
+    store_txn *txn;
+    if ((e = store_begin(b->st, true, &txn, err)) != HOV_OK)
+        return e;
+    e = store_queue_scan(txn, load_entry, b, err);
+    store_abort(txn);
+    if (e != HOV_OK)
+        return e;
+
+    b->ctx = zmq_ctx_new();
+    if (b->ctx == NULL)
+        return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq context: %s",
+                        zmq_strerror(zmq_errno()));
+    b->sock = zmq_socket(b->ctx, ZMQ_ROUTER);
+    if (b->sock == NULL)
+        return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq socket: %s",
+                        zmq_strerror(zmq_errno()));
+    int one = 1, linger = 2000, hwm = 100000;
+    /* Mandatory: a frame to an unknown peer fails instead of vanishing.
+     * Handover: a reconnecting client takes its old routing id over. */
+    int64_t maxmsg = (int64_t)c->max_event_bytes * 4 + FRAME_OVERHEAD;
+    if (zmq_setsockopt(b->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) ||
+        zmq_setsockopt(b->sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one) ||
+        zmq_setsockopt(b->sock, ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_setsockopt(b->sock, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(b->sock, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
+        zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg))
+        return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq setsockopt: %s",
+                        zmq_strerror(zmq_errno()));
+    if (zmq_bind(b->sock, c->endpoint) != 0)
+        return hov_fail(err, HOV_ESYS, zmq_errno(), "bind %s: %s",
+                        c->endpoint, zmq_strerror(zmq_errno()));
+    size_t depth = 0;
+    for (unsigned i = 0; i < AGENCY_COUNT; i++)
+        depth += b->queues[i].depth;
+    size_t used, map;
+    store_usage(b->st, &used, &map);
+    hov_info("ready endpoint=%s data=%s queued=%zu store=%zu/%zuMiB "
+             "instance=%s",
+             c->endpoint, c->data_dir, depth, used >> 20, map >> 20,
+             b->instance);
+    return HOV_OK;
+}
+
+hov_err
+broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
+{
+    zmq_pollitem_t item = {b->sock, 0, ZMQ_POLLIN, 0};
+    hov_err e = HOV_OK;
+    while (!*stop && e == HOV_OK) {
+        int n = zmq_poll(&item, 1, b->nops ? 0 : poll_timeout(b));
+        if (n < 0 && zmq_errno() != EINTR)
+            return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq_poll: %s",
+                            zmq_strerror(zmq_errno()));
+        /* Read every frame that is waiting, up to a batch. */
+        while (!batch_full(b)) {
+            zmq_msg_t id, body;
+            zmq_msg_init(&id);
+            if (zmq_msg_recv(&id, b->sock, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&id);
+                break;
+            }
+            zmq_msg_init(&body);
+            int more = zmq_msg_more(&id);
+            if (!more || zmq_msg_recv(&body, b->sock, 0) < 0) {
+                zmq_msg_close(&id);
+                zmq_msg_close(&body);
+                continue;
+            }
+            if (zmq_msg_more(&body)) {
+                /* One protobuf Frame per ZeroMQ message: drop extra parts. */
+                zmq_msg_t extra;
+                zmq_msg_init(&extra);
+                while (zmq_msg_more(&body) &&
+                       zmq_msg_recv(&extra, b->sock, 0) >= 0 &&
+                       zmq_msg_more(&extra))
+                    ;
+                zmq_msg_close(&extra);
+                send_nak(b, zmq_msg_data(&id), zmq_msg_size(&id), 0, NULL,
+                         HOV_EMALFORMED,
+                         "multi-part message: send one Frame per ZeroMQ "
+                         "message");
+            } else if (zmq_msg_size(&id) <= SESSION_ID_MAX) {
+                handle_frame(b, zmq_msg_data(&id), zmq_msg_size(&id),
+                             zmq_msg_data(&body), zmq_msg_size(&body));
+            }
+            zmq_msg_close(&id);
+            zmq_msg_close(&body);
+        }
+        e = flush(b, err);
+        timers(b);
+        if (e == HOV_OK)
+            e = flush(b, err); /* settle timeouts staged by the timers */
+        dispatch(b);
+    }
+    if (e == HOV_OK)
+        e = flush(b, err);
+    return e;
+}
+
+void
+broker_free(broker *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->nops; i++)
+        if (b->ops[i].kind == OP_PUBLISH) {
+            op_release_items(&b->ops[i]);
+            handover__event__free_unpacked(b->ops[i].ev, NULL);
+        }
+    if (b->sessions) {
+        size_t pos = 0;
+        void *v;
+        while (hov_map_next(b->sessions, &pos, NULL, NULL, &v))
+            free(v);
+        hov_map_free(b->sessions);
+    }
+    if (b->sock)
+        zmq_close(b->sock);
+    if (b->ctx)
+        zmq_ctx_term(b->ctx);
+    for (unsigned i = 0; i < AGENCY_COUNT; i++)
+        queue_fini(&b->queues[i]);
+    store_free(b->st);
+    free(b->ops);
+    free(b->scratch);
+    free(b);
+}

@@ -1,0 +1,645 @@
+#include "store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { DB_EVENTS, DB_QUEUE, DB_DEAD, DB_DELIVERIES, DB_REPLIES, DB_AUDIT, DB_N };
+static const char *db_names[DB_N] = {"events",     "queue",   "dead",
+                                     "deliveries", "replies", "audit"};
+
+/* Counters and chain head: committed copies live in store, staged copies in
+ * the write transaction, so an aborted batch leaves no gap or fork. */
+typedef struct counters {
+    uint64_t queue_next[STORE_QUEUES];
+    uint64_t dead_next;
+    uint64_t audit_next;
+    uint8_t audit_head[STORE_HASH_BYTES];
+} counters;
+
+struct store {
+    MDB_env *env;
+    MDB_dbi dbi[DB_N];
+    size_t map_size;
+    bool open;
+    bool in_write; /* a write txn is open */
+    bool broken;   /* LMDB said MDB_PANIC */
+    counters c;
+};
+
+struct store_txn {
+    store *s;
+    MDB_txn *txn;
+    bool rdonly;
+    bool poisoned;
+    counters c;
+    /* The audit hashes of the records appended in this txn; rec->hash and
+     * rec->prev_hash point here. */
+    uint8_t hashbuf[2][STORE_HASH_BYTES];
+};
+
+static hov_err
+store_mdb_err(hov_error *err, int rc, const char *what, const char *obj)
+{
+    if (rc == MDB_PANIC)
+        return hov_fail(err, HOV_ESTORE, rc,
+                        "%s %s: %s: the environment is unusable after an "
+                        "earlier failure",
+                        what, obj, mdb_strerror(rc));
+    if (rc == MDB_MAP_FULL)
+        return hov_fail(err, HOV_ESTOREFULL, rc,
+                        "%s %s: %s: raise map_size_mb, or drain queues",
+                        what, obj, mdb_strerror(rc));
+    if (rc == ENOSPC || rc == EIO || rc == EROFS || rc == EDQUOT)
+        return hov_fail(err, HOV_EIO, rc, "%s %s: %s", what, obj,
+                        mdb_strerror(rc));
+    if (rc == ENOMEM)
+        return hov_fail(err, HOV_ENOMEM, rc, "%s %s: %s", what, obj,
+                        mdb_strerror(rc));
+    return hov_fail(err, HOV_ESTORE, rc, "%s %s: %s", what, obj,
+                    mdb_strerror(rc));
+}
+
+/* A failure inside a write txn poisons it (R7). */
+static hov_err
+txn_fail(store_txn *t, hov_error *err, int rc, const char *what,
+         const char *obj)
+{
+    if (!t->rdonly)
+        t->poisoned = true;
+    return store_mdb_err(err, rc, what, obj);
+}
+
+static void
+be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t
+rd_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+hov_err
+store_new(store **out, hov_error *err)
+{
+    store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return hov_fail(err, HOV_ENOMEM, 0, "allocate store");
+    int rc = mdb_env_create(&s->env);
+    if (rc != 0) {
+        free(s);
+        return store_mdb_err(err, rc, "create", "LMDB environment");
+    }
+    s->map_size = (size_t)1 << 30;
+    *out = s;
+    return HOV_OK;
+}
+
+hov_err
+store_set_map_size(store *s, size_t bytes, hov_error *err)
+{
+    if (s->open)
+        return hov_fail(err, HOV_ESTATE, 0,
+                        "store_set_map_size after store_open");
+    s->map_size = bytes;
+    return HOV_OK;
+}
+
+/* Largest key below (prefix + 0xff..): the last sequence number in use. */
+static hov_err
+load_last_seq(store *s, MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix,
+              size_t plen, uint64_t *next, hov_error *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0)
+        return store_mdb_err(err, rc, "open cursor", "counters");
+    uint8_t kb[16];
+    memcpy(kb, prefix, plen);
+    memset(kb + plen, 0xff, 8);
+    MDB_val k = {plen + 8, kb}, v;
+    *next = 1;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == plen + 8 &&
+        memcmp(k.mv_data, prefix, plen) == 0)
+        *next = rd_be64((uint8_t *)k.mv_data + plen) + 1;
+    mdb_cursor_close(cur);
+    (void)s;
+    return HOV_OK;
+}
+
+static hov_err
+load_counters(store *s, MDB_txn *txn, hov_error *err)
+{
+    hov_err e;
+    for (unsigned q = 0; q < STORE_QUEUES; q++) {
+        uint8_t p = (uint8_t)q;
+        if ((e = load_last_seq(s, txn, s->dbi[DB_QUEUE], &p, 1,
+                               &s->c.queue_next[q], err)) != HOV_OK)
+            return e;
+    }
+    if ((e = load_last_seq(s, txn, s->dbi[DB_DEAD], NULL, 0, &s->c.dead_next,
+                           err)) != HOV_OK)
+        return e;
+    if ((e = load_last_seq(s, txn, s->dbi[DB_AUDIT], NULL, 0,
+                           &s->c.audit_next, err)) != HOV_OK)
+        return e;
+    /* An empty queue restarts at 1 after a restart. That is safe: a Settle
+     * is honoured only for a delivery in flight to the settling session, and
+     * every session starts empty when the hub starts. */
+    memset(s->c.audit_head, 0, sizeof s->c.audit_head);
+    if (s->c.audit_next > 1) {
+        uint8_t kb[8];
+        be64(kb, s->c.audit_next - 1);
+        MDB_val k = {8, kb}, v;
+        int rc = mdb_get(txn, s->dbi[DB_AUDIT], &k, &v);
+        if (rc != 0)
+            return store_mdb_err(err, rc, "read", "audit chain head");
+        Handover__Store__AuditRecord *r =
+            handover__store__audit_record__unpack(NULL, v.mv_size,
+                                                  v.mv_data);
+        if (r == NULL || r->hash.len != STORE_HASH_BYTES) {
+            if (r)
+                handover__store__audit_record__free_unpacked(r, NULL);
+            return hov_fail(err, HOV_ESTORE, 0,
+                            "audit record %llu is unreadable: the audit log "
+                            "is damaged; run handover-audit verify",
+                            (unsigned long long)(s->c.audit_next - 1));
+        }
+        memcpy(s->c.audit_head, r->hash.data, STORE_HASH_BYTES);
+        handover__store__audit_record__free_unpacked(r, NULL);
+    }
+    return HOV_OK;
+}
+
+hov_err
+store_open(store *s, const char *dir, hov_error *err)
+{
+    if (s->open)
+        return hov_fail(err, HOV_ESTATE, 0, "store already open");
+    if (sodium_init() < 0)
+        return hov_fail(err, HOV_ESYS, 0, "libsodium failed to initialise");
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return hov_fail(err, HOV_EIO, errno, "create data folder %s: %s", dir,
+                        strerror(errno));
+    int rc;
+    if ((rc = mdb_env_set_mapsize(s->env, s->map_size)) != 0 ||
+        (rc = mdb_env_set_maxdbs(s->env, DB_N + 2)) != 0)
+        return store_mdb_err(err, rc, "configure", dir);
+    /* MDB_NOTLS: read transactions are not tied to thread-local slots, so a
+     * tool thread may use one. No sync-weakening flag, ever: see store.h. */
+    rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0640);
+    if (rc != 0)
+        return store_mdb_err(err, rc, "open LMDB environment in", dir);
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
+        return store_mdb_err(err, rc, "begin", "open transaction");
+    for (int i = 0; i < DB_N; i++) {
+        if ((rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i])) !=
+            0) {
+            mdb_txn_abort(txn);
+            return store_mdb_err(err, rc, "open database", db_names[i]);
+        }
+    }
+    hov_err e = load_counters(s, txn, err);
+    if (e != HOV_OK) {
+        mdb_txn_abort(txn);
+        return e;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return store_mdb_err(err, rc, "commit", "open transaction");
+    s->open = true;
+    return HOV_OK;
+}
+
+void
+store_free(store *s)
+{
+    if (s == NULL)
+        return;
+    mdb_env_close(s->env);
+    free(s);
+}
+
+bool
+store_broken(const store *s)
+{
+    return s->broken;
+}
+
+unsigned
+store_env_flags(const store *s)
+{
+    unsigned f = 0;
+    mdb_env_get_flags(s->env, &f);
+    return f;
+}
+
+/* Pages on LMDB's free list (FREE_DBI, database 0): each record is an ID
+ * list whose first word is its length. */
+static size_t
+free_pages(const store *s)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    size_t n = 0;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+        return 0;
+    if (mdb_cursor_open(txn, 0, &cur) == 0) {
+        MDB_val k, v;
+        while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0)
+            if (v.mv_size >= sizeof(size_t))
+                n += *(const size_t *)v.mv_data;
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    return n;
+}
+
+void
+store_usage(const store *s, size_t *used, size_t *map_size)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &st);
+    size_t pages = info.me_last_pgno + 1;
+    size_t fp = free_pages(s);
+    *used = (pages > fp ? pages - fp : 0) * (size_t)st.ms_psize;
+    *map_size = info.me_mapsize;
+}
+
+bool
+store_near_full(const store *s)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &st);
+    size_t psize = (size_t)st.ms_psize;
+    size_t map_pages = info.me_mapsize / psize;
+    size_t reserve = map_pages / 10 > 32 ? map_pages / 10 : 32;
+    size_t high = info.me_last_pgno + 1;
+    if (high + reserve <= map_pages)
+        return false; /* the common case: no need to count free pages */
+    size_t fp = free_pages(s);
+    return (high > fp ? high - fp : 0) + reserve > map_pages;
+}
+
+hov_err
+store_begin(store *s, bool rdonly, store_txn **out, hov_error *err)
+{
+    if (!s->open)
+        return hov_fail(err, HOV_ESTATE, 0, "store is not open");
+    if (!rdonly && s->in_write)
+        return hov_fail(err, HOV_ESTATE, 0,
+                        "a write transaction is already open");
+    store_txn *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return hov_fail(err, HOV_ENOMEM, 0, "allocate transaction");
+    int rc = mdb_txn_begin(s->env, NULL, rdonly ? MDB_RDONLY : 0, &t->txn);
+    if (rc != 0) {
+        if (rc == MDB_PANIC)
+            s->broken = true;
+        free(t);
+        return store_mdb_err(err, rc, "begin",
+                             rdonly ? "read transaction"
+                                    : "write transaction");
+    }
+    t->s = s;
+    t->rdonly = rdonly;
+    t->c = s->c;
+    if (!rdonly)
+        s->in_write = true;
+    *out = t;
+    return HOV_OK;
+}
+
+hov_err
+store_commit(store_txn *t, hov_error *err)
+{
+    store *s = t->s;
+    hov_err e = HOV_OK;
+    if (t->rdonly) {
+        mdb_txn_abort(t->txn);
+    } else if (t->poisoned) {
+        mdb_txn_abort(t->txn);
+        e = hov_fail(err, HOV_ESTATE, 0,
+                     "commit refused: the transaction failed earlier and was "
+                     "aborted");
+    } else {
+        int rc = mdb_txn_commit(t->txn);
+        if (rc == 0) {
+            s->c = t->c;
+        } else {
+            e = store_mdb_err(err, rc, "commit", "write transaction");
+            /* A failed commit may have left the environment fatal; LMDB
+             * says so on the next begin. Probe now, so the caller knows. */
+            MDB_txn *probe;
+            int prc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &probe);
+            if (prc == MDB_PANIC)
+                s->broken = true;
+            else if (prc == 0)
+                mdb_txn_abort(probe);
+        }
+    }
+    if (!t->rdonly)
+        s->in_write = false;
+    free(t);
+    return e;
+}
+
+void
+store_abort(store_txn *t)
+{
+    if (t == NULL)
+        return;
+    mdb_txn_abort(t->txn);
+    if (!t->rdonly)
+        t->s->in_write = false;
+    free(t);
+}
+
+/* Pack a protobuf record straight into LMDB's page (MDB_RESERVE): one copy
+ * fewer on the hot path. */
+static hov_err
+put_msg(store_txn *t, int db, const void *kd, size_t klen,
+        const ProtobufCMessage *m, const char *what, hov_error *err)
+{
+    if (t->rdonly)
+        return hov_fail(err, HOV_ESTATE, 0, "write in a read transaction");
+    if (t->poisoned)
+        return hov_fail(err, HOV_ESTATE, 0, "transaction already failed");
+    size_t len = protobuf_c_message_get_packed_size(m);
+    MDB_val k = {klen, (void *)kd}, v = {len, NULL};
+    int rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, MDB_RESERVE);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "store", what);
+    protobuf_c_message_pack(m, v.mv_data);
+    return HOV_OK;
+}
+
+static hov_err
+get_raw(store_txn *t, int db, const void *kd, size_t klen, MDB_val *v,
+        const char *what, hov_error *err)
+{
+    MDB_val k = {klen, (void *)kd};
+    int rc = mdb_get(t->txn, t->s->dbi[db], &k, v);
+    if (rc == MDB_NOTFOUND)
+        return HOV_ENOTFOUND; /* an answer, not a failure: err untouched */
+    if (rc != 0)
+        return txn_fail(t, err, rc, "read", what);
+    return HOV_OK;
+}
+
+hov_err
+store_event_get(store_txn *t, const char *id,
+                Handover__Store__StoredEvent **out, hov_error *err)
+{
+    MDB_val v;
+    hov_err e = get_raw(t, DB_EVENTS, id, strlen(id), &v, id, err);
+    if (e != HOV_OK)
+        return e;
+    *out = handover__store__stored_event__unpack(NULL, v.mv_size, v.mv_data);
+    if (*out == NULL)
+        return hov_fail(err, HOV_ESTORE, 0, "stored event %s is unreadable",
+                        id);
+    return HOV_OK;
+}
+
+hov_err
+store_event_put(store_txn *t, const char *id,
+                const Handover__Store__StoredEvent *rec, hov_error *err)
+{
+    return put_msg(t, DB_EVENTS, id, strlen(id), &rec->base, id, err);
+}
+
+uint64_t
+store_queue_next_seq(store_txn *t, unsigned q)
+{
+    return t->c.queue_next[q]++;
+}
+
+hov_err
+store_queue_put(store_txn *t, unsigned q, uint64_t seq,
+                const Handover__Store__QueueEntry *e, hov_error *err)
+{
+    uint8_t kb[9];
+    kb[0] = (uint8_t)q;
+    be64(kb + 1, seq);
+    return put_msg(t, DB_QUEUE, kb, sizeof kb, &e->base, e->event_id, err);
+}
+
+hov_err
+store_queue_del(store_txn *t, unsigned q, uint64_t seq, hov_error *err)
+{
+    uint8_t kb[9];
+    kb[0] = (uint8_t)q;
+    be64(kb + 1, seq);
+    MDB_val k = {sizeof kb, kb};
+    int rc = mdb_del(t->txn, t->s->dbi[DB_QUEUE], &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return HOV_ENOTFOUND;
+    if (rc != 0)
+        return txn_fail(t, err, rc, "delete", "queue entry");
+    return HOV_OK;
+}
+
+hov_err
+store_queue_scan(store_txn *t, store_queue_fn fn, void *arg, hov_error *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_QUEUE], &cur);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "open cursor", "queue");
+    MDB_val k, v;
+    hov_err e = HOV_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && e == HOV_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 9)
+            continue;
+        const uint8_t *kb = k.mv_data;
+        Handover__Store__QueueEntry *qe =
+            handover__store__queue_entry__unpack(NULL, v.mv_size, v.mv_data);
+        if (qe == NULL) {
+            e = hov_fail(err, HOV_ESTORE, 0,
+                         "queue %u entry %llu is unreadable", kb[0],
+                         (unsigned long long)rd_be64(kb + 1));
+            break;
+        }
+        e = fn(arg, kb[0], rd_be64(kb + 1), qe, err);
+        handover__store__queue_entry__free_unpacked(qe, NULL);
+    }
+    mdb_cursor_close(cur);
+    if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        e = txn_fail(t, err, rc, "scan", "queue");
+    return e;
+}
+
+hov_err
+store_dead_put(store_txn *t, const Handover__Store__DeadLetter *d,
+               uint64_t *seq, hov_error *err)
+{
+    uint8_t kb[8];
+    *seq = t->c.dead_next++;
+    be64(kb, *seq);
+    return put_msg(t, DB_DEAD, kb, sizeof kb, &d->base, d->event_id, err);
+}
+
+hov_err
+store_dead_scan(store_txn *t, store_dead_fn fn, void *arg, hov_error *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_DEAD], &cur);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "open cursor", "dead letters");
+    MDB_val k, v;
+    hov_err e = HOV_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && e == HOV_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        Handover__Store__DeadLetter *d =
+            handover__store__dead_letter__unpack(NULL, v.mv_size, v.mv_data);
+        if (d == NULL || k.mv_size != 8) {
+            if (d)
+                handover__store__dead_letter__free_unpacked(d, NULL);
+            e = hov_fail(err, HOV_ESTORE, 0, "dead letter is unreadable");
+            break;
+        }
+        e = fn(arg, rd_be64(k.mv_data), d, err);
+        handover__store__dead_letter__free_unpacked(d, NULL);
+    }
+    mdb_cursor_close(cur);
+    if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        e = txn_fail(t, err, rc, "scan", "dead letters");
+    return e;
+}
+
+static size_t
+pair_key(char *buf, size_t cap, const char *a, const char *b)
+{
+    int n = snprintf(buf, cap, "%s/%s", a, b);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+hov_err
+store_delivery_get(store_txn *t, const char *event_id, const char *dest,
+                   Handover__Store__Delivery **out, hov_error *err)
+{
+    char kb[160];
+    size_t kl = pair_key(kb, sizeof kb, event_id, dest);
+    MDB_val v;
+    hov_err e = get_raw(t, DB_DELIVERIES, kb, kl, &v, event_id, err);
+    if (e != HOV_OK)
+        return e;
+    *out = handover__store__delivery__unpack(NULL, v.mv_size, v.mv_data);
+    if (*out == NULL)
+        return hov_fail(err, HOV_ESTORE, 0,
+                        "delivery record %s is unreadable", kb);
+    return HOV_OK;
+}
+
+hov_err
+store_delivery_put(store_txn *t, const char *event_id, const char *dest,
+                   const Handover__Store__Delivery *d, hov_error *err)
+{
+    char kb[160];
+    size_t kl = pair_key(kb, sizeof kb, event_id, dest);
+    return put_msg(t, DB_DELIVERIES, kb, kl, &d->base, event_id, err);
+}
+
+hov_err
+store_reply_put(store_txn *t, const char *event_id, const char *reply_id,
+                hov_error *err)
+{
+    char kb[160];
+    size_t kl = pair_key(kb, sizeof kb, event_id, reply_id);
+    if (t->poisoned)
+        return hov_fail(err, HOV_ESTATE, 0, "transaction already failed");
+    MDB_val k = {kl, kb}, v = {0, ""};
+    int rc = mdb_put(t->txn, t->s->dbi[DB_REPLIES], &k, &v, 0);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "store", "reply index");
+    return HOV_OK;
+}
+
+hov_err
+store_audit_append(store_txn *t, Handover__Store__AuditRecord *rec,
+                   hov_error *err)
+{
+    rec->seq = t->c.audit_next;
+    uint8_t *prev = t->hashbuf[0], *hash = t->hashbuf[1];
+    memcpy(prev, t->c.audit_head, STORE_HASH_BYTES);
+    rec->prev_hash.data = prev;
+    rec->prev_hash.len = STORE_HASH_BYTES;
+    rec->hash.data = NULL;
+    rec->hash.len = 0;
+
+    /* hash = BLAKE2b-256(prev_hash || record packed without hash); the
+     * packed record already contains prev_hash, which chains it. */
+    uint8_t stackbuf[1024];
+    size_t len = handover__store__audit_record__get_packed_size(rec);
+    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+    if (buf == NULL)
+        return hov_fail(err, HOV_ENOMEM, 0, "pack audit record");
+    handover__store__audit_record__pack(rec, buf);
+    crypto_generichash(hash, STORE_HASH_BYTES, buf, len, NULL, 0);
+    if (buf != stackbuf)
+        free(buf);
+    rec->hash.data = hash;
+    rec->hash.len = STORE_HASH_BYTES;
+
+    uint8_t kb[8];
+    be64(kb, rec->seq);
+    hov_err e = put_msg(t, DB_AUDIT, kb, sizeof kb, &rec->base, "audit", err);
+    if (e != HOV_OK)
+        return e;
+    t->c.audit_next++;
+    memcpy(t->c.audit_head, hash, STORE_HASH_BYTES);
+    return HOV_OK;
+}
+
+hov_err
+store_audit_scan(store_txn *t, uint64_t from_seq, store_audit_fn fn,
+                 void *arg, hov_error *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_AUDIT], &cur);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "open cursor", "audit");
+    uint8_t kb[8];
+    be64(kb, from_seq);
+    MDB_val k = {8, kb}, v;
+    hov_err e = HOV_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && e == HOV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        Handover__Store__AuditRecord *r =
+            handover__store__audit_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (r == NULL) {
+            e = hov_fail(err, HOV_ESTORE, 0,
+                         "audit record %llu is unreadable",
+                         (unsigned long long)rd_be64(k.mv_data));
+            break;
+        }
+        e = fn(arg, r, err);
+        handover__store__audit_record__free_unpacked(r, NULL);
+    }
+    mdb_cursor_close(cur);
+    if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        e = txn_fail(t, err, rc, "scan", "audit");
+    return e;
+}

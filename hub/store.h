@@ -1,0 +1,170 @@
+/* The hub's durable state: one LMDB environment in the data folder.
+ *
+ * Named databases (keys; values are protobuf records from proto/store.proto):
+ *   events      event_id                        -> StoredEvent
+ *   queue       agency (1 byte) + seq (8, BE)   -> QueueEntry
+ *   dead        seq (8, BE)                     -> DeadLetter
+ *   deliveries  event_id "/" destination        -> Delivery (lifecycle)
+ *   replies     in_reply_to "/" event_id        -> "" (outcomes of an event)
+ *   audit       seq (8, BE)                     -> AuditRecord (hash chain)
+ *
+ * Durability: the environment is opened with LMDB's default sync behaviour
+ * (no MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC), so store_commit returns
+ * only after the transaction is on disk. The hub Acks nothing before that.
+ *
+ * Caveats (as LMDB's own): one write transaction at a time; keep read
+ * transactions short, because a reader pins old pages and the file grows;
+ * never fork with the store open. Only this module sees MDB_* codes (R5):
+ * MDB_MAP_FULL becomes HOV_ESTOREFULL, other failures HOV_ESTORE or HOV_EIO,
+ * with mdb_strerror's text in the message.
+ *
+ * A write transaction is poisoned by its first failure (R7): after any
+ * error, only store_abort is allowed; store_commit refuses and aborts.
+ * Sequence counters (queue, dead letters, audit) are staged in the
+ * transaction and become the store's only when store_commit succeeds.
+ */
+#ifndef HUB_STORE_H
+#define HUB_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "handover/err.h"
+#include "store.pb-c.h"
+
+typedef struct store store;
+typedef struct store_txn store_txn;
+
+#define STORE_QUEUES 4 /* one per agency, config_agency numbers */
+#define STORE_HASH_BYTES 32
+
+/* Create a closed store. Returns owned; free with store_free. */
+HOV_NODISCARD hov_err store_new(store **out, hov_error *err);
+
+/* Map size in bytes (the largest the file may grow to). Before store_open
+ * only, else HOV_ESTATE. */
+HOV_NODISCARD hov_err store_set_map_size(store *s, size_t bytes,
+                                         hov_error *err);
+
+/* Open or create the environment in dir (created if missing) and load the
+ * sequence counters and the audit chain head.
+ * HOV_EIO: the folder or files cannot be created or read; HOV_ESTORE. */
+HOV_NODISCARD hov_err store_open(store *s, const char *dir, hov_error *err);
+
+/* Close and free. NULL is a no-op. No transaction may be open. */
+void store_free(store *s);
+
+/* LMDB environment flags in force (tests check no sync flag is set). */
+unsigned store_env_flags(const store *s);
+
+/* True once LMDB has reported the environment unusable (MDB_PANIC, after a
+ * failed sync): every later write would fail, and the process must stop and
+ * be restarted once the cause (a full disk, an I/O error) is fixed. */
+bool store_broken(const store *s);
+
+/* Bytes in use (pages in use, free-listed pages excluded) and the map
+ * size. Opens a short read transaction. */
+void store_usage(const store *s, size_t *used, size_t *map_size);
+
+/* True when less than a tenth of the map (at least 32 pages) is left. The
+ * hub then refuses new events, so that settles, dead letters and audit
+ * records, which need a few pages each, still fit and queues can drain. */
+bool store_near_full(const store *s);
+
+/* ---------------------------------------------------------- transactions */
+
+/* Begin a write transaction (rdonly false) or a read transaction. Hub loop
+ * thread only. HOV_ESTORE, HOV_ESTOREFULL. */
+HOV_NODISCARD hov_err store_begin(store *s, bool rdonly, store_txn **out,
+                                  hov_error *err);
+
+/* Commit and free txn, on every path (like mdb_txn_commit). Returns only
+ * after the data is durable. A poisoned txn is aborted: HOV_ESTATE.
+ * HOV_ESTOREFULL, HOV_EIO (disk full or I/O error while syncing), HOV_ESTORE. */
+HOV_NODISCARD hov_err store_commit(store_txn *txn, hov_error *err);
+
+/* Abort and free txn. NULL is a no-op. */
+void store_abort(store_txn *txn);
+
+/* ---------------------------------------------------------------- events */
+
+/* Look up an event. Returns owned *out, free with
+ * handover__store__stored_event__free_unpacked(*out, NULL).
+ * HOV_ENOTFOUND: no such event (not a poisoning failure). */
+HOV_NODISCARD hov_err store_event_get(store_txn *txn, const char *event_id,
+                                      Handover__Store__StoredEvent **out,
+                                      hov_error *err);
+
+/* Insert or replace an event. Borrows rec. */
+HOV_NODISCARD hov_err store_event_put(store_txn *txn, const char *event_id,
+                                      const Handover__Store__StoredEvent *rec,
+                                      hov_error *err);
+
+/* ----------------------------------------------------------------- queue */
+
+/* Next sequence number of a queue, reserved in this txn. */
+uint64_t store_queue_next_seq(store_txn *txn, unsigned queue);
+
+HOV_NODISCARD hov_err store_queue_put(store_txn *txn, unsigned queue,
+                                      uint64_t seq,
+                                      const Handover__Store__QueueEntry *e,
+                                      hov_error *err);
+
+/* HOV_ENOTFOUND when the entry is gone (not a poisoning failure). */
+HOV_NODISCARD hov_err store_queue_del(store_txn *txn, unsigned queue,
+                                      uint64_t seq, hov_error *err);
+
+/* Call fn for every queue entry in key order. The entry is borrowed for
+ * the call. Stops at the first non-OK return, which is returned. */
+typedef hov_err (*store_queue_fn)(void *arg, unsigned queue, uint64_t seq,
+                                  const Handover__Store__QueueEntry *e,
+                                  hov_error *err);
+HOV_NODISCARD hov_err store_queue_scan(store_txn *txn, store_queue_fn fn,
+                                       void *arg, hov_error *err);
+
+/* ---------------------------------------------------------- dead letters */
+
+/* Append a dead letter; its sequence number is returned in *seq. */
+HOV_NODISCARD hov_err store_dead_put(store_txn *txn,
+                                     const Handover__Store__DeadLetter *d,
+                                     uint64_t *seq, hov_error *err);
+
+typedef hov_err (*store_dead_fn)(void *arg, uint64_t seq,
+                                 const Handover__Store__DeadLetter *d,
+                                 hov_error *err);
+HOV_NODISCARD hov_err store_dead_scan(store_txn *txn, store_dead_fn fn,
+                                      void *arg, hov_error *err);
+
+/* ------------------------------------------------------------ lifecycle */
+
+HOV_NODISCARD hov_err store_delivery_get(store_txn *txn, const char *event_id,
+                                         const char *dest,
+                                         Handover__Store__Delivery **out,
+                                         hov_error *err);
+HOV_NODISCARD hov_err store_delivery_put(store_txn *txn, const char *event_id,
+                                         const char *dest,
+                                         const Handover__Store__Delivery *d,
+                                         hov_error *err);
+
+/* Record that outcome reply_id answers event_id. */
+HOV_NODISCARD hov_err store_reply_put(store_txn *txn, const char *event_id,
+                                      const char *reply_id, hov_error *err);
+
+/* ----------------------------------------------------------------- audit */
+
+/* Append an audit record: sets rec->seq, rec->prev_hash and rec->hash
+ * (BLAKE2b-256 over prev_hash and the record packed without its hash).
+ * rec's byte fields point into txn-owned memory until the txn ends. */
+HOV_NODISCARD hov_err store_audit_append(store_txn *txn,
+                                        Handover__Store__AuditRecord *rec,
+                                        hov_error *err);
+
+typedef hov_err (*store_audit_fn)(void *arg,
+                                  const Handover__Store__AuditRecord *rec,
+                                  hov_error *err);
+HOV_NODISCARD hov_err store_audit_scan(store_txn *txn, uint64_t from_seq,
+                                       store_audit_fn fn, void *arg,
+                                       hov_error *err);
+
+#endif
