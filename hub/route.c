@@ -21,6 +21,16 @@ in_list(char **list, size_t n, const char *s)
     return false;
 }
 
+/* The referral's service, or NULL when the body is not a referral (the
+ * bodies share a union, so the pointer alone says nothing). */
+static const char *
+referral_service(const Handover__Event *ev)
+{
+    return ev->body_case == HANDOVER__EVENT__BODY_REFERRAL
+               ? str(ev->referral->service)
+               : NULL;
+}
+
 static bool
 rule_matches(const config_route *r, const Handover__Event *ev)
 {
@@ -167,7 +177,7 @@ route_match(const config *c, const Handover__Event *ev,
                         err, HOV_EMISSING, 0,
                         "destinations: a %s referral must name the "
                         "voluntary organisation to receive it",
-                        ev->referral ? str(ev->referral->service) : type);
+                        referral_service(ev) ? referral_service(ev) : type);
             } else if (strcmp(to, ROUTE_TO_REGISTERED_GP) == 0) {
                 if ((e = add_registered_gp(c, ev, out, err)) != HOV_OK)
                     return e;
@@ -199,8 +209,8 @@ route_match(const config *c, const Handover__Event *ev,
         if (!matched)
             return hov_fail(err, HOV_ENOROUTE, 0,
                             "no route: no rule matches this %s%s%s", type,
-                            ev->referral ? " for service " : "",
-                            ev->referral ? str(ev->referral->service) : "");
+                            referral_service(ev) ? " for service " : "",
+                            referral_service(ev) ? referral_service(ev) : "");
         return hov_fail(err, HOV_ENOROUTE, 0,
                         "no route: the matching rules give no destination "
                         "for this %s",
@@ -262,8 +272,15 @@ route_view_pack(const char *view, const uint8_t *stored, size_t len,
                         "stored event is not a valid Event");
     char *empty = (char *)"";
     Handover__Patient *p = ev->patient;
-    Handover__Discharge *d = ev->discharge;
-    Handover__EquipmentOrder *eq = ev->equipment_order;
+    /* The bodies share a union (oneof): only the one body_case names is
+     * there. */
+    Handover__Discharge *d =
+        ev->body_case == HANDOVER__EVENT__BODY_DISCHARGE ? ev->discharge
+                                                         : NULL;
+    Handover__EquipmentOrder *eq =
+        ev->body_case == HANDOVER__EVENT__BODY_EQUIPMENT_ORDER
+            ? ev->equipment_order
+            : NULL;
     /* Saved originals. */
     char *nhs = p ? p->nhs_number : NULL, *dob = p ? p->date_of_birth : NULL;
     Handover__Patient__AgeCase age_case = p ? p->age_case : 0;

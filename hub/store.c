@@ -126,7 +126,8 @@ load_last_seq(store *s, MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix,
     if (rc != 0)
         return store_mdb_err(err, rc, "open cursor", "counters");
     uint8_t kb[16];
-    memcpy(kb, prefix, plen);
+    if (plen)
+        memcpy(kb, prefix, plen);
     memset(kb + plen, 0xff, 8);
     MDB_val k = {plen + 8, kb}, v;
     *next = 1;
@@ -136,7 +137,7 @@ load_last_seq(store *s, MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix,
     else if (rc == MDB_NOTFOUND)
         rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     if (rc == 0 && k.mv_size == plen + 8 &&
-        memcmp(k.mv_data, prefix, plen) == 0)
+        (plen == 0 || memcmp(k.mv_data, prefix, plen) == 0))
         *next = rd_be64((uint8_t *)k.mv_data + plen) + 1;
     mdb_cursor_close(cur);
     (void)s;

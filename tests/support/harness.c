@@ -234,7 +234,10 @@ th_hub_fini(th_hub *h)
         th_hub_kill(h, SIGKILL);
     free((void *)h->args[2]);
     h->args[2] = NULL;
-    th_rm_rf(h->dir);
+    if (getenv("HANDOVER_TEST_KEEP")) /* keep logs and stores to debug */
+        cr_log_warn("kept %s", h->dir);
+    else
+        th_rm_rf(h->dir);
 }
 
 hov_client *
