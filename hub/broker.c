@@ -19,9 +19,93 @@
 #include "validate.h"
 
 #define SESSION_ID_MAX 255
-#define DIGEST_BYTES 32
+#define DIGEST_BYTES STORE_DIGEST_BYTES
 /* Frames this much over max_event_bytes are refused unread (Nak). */
 #define FRAME_OVERHEAD (64 * 1024)
+
+/* A bump allocator for the events of one batch: protobuf-c unpacks an event
+ * into dozens of small allocations, and they all die together when the
+ * batch has been answered. Reset after every batch. */
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t cap, used;
+    max_align_t data[];
+} arena_chunk;
+
+typedef struct arena {
+    arena_chunk *head;
+    size_t total; /* bytes handed out since the last reset */
+} arena;
+
+static void *
+arena_alloc(arena *a, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    arena_chunk *c = a->head;
+    if (c == NULL || c->cap - c->used < n) {
+        size_t cap = n > (256u << 10) ? n : (256u << 10);
+        c = malloc(sizeof *c + cap);
+        if (c == NULL)
+            return NULL;
+        c->cap = cap;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    a->total += n;
+    return p;
+}
+
+/* Keep one chunk, big enough for the last batch (up to 64 MiB), so a
+ * steady load allocates nothing. */
+static void
+arena_reset(arena *a)
+{
+    size_t want = a->total;
+    arena_chunk *keep = a->head;
+    if (keep && keep->next == NULL) {
+        keep->used = 0;
+        a->total = 0;
+        return;
+    }
+    while (a->head) {
+        arena_chunk *c = a->head;
+        a->head = c->next;
+        free(c);
+    }
+    a->total = 0;
+    if (want > (64u << 20))
+        want = 64u << 20;
+    if (want > 0 && arena_alloc(a, want) != NULL) {
+        a->head->used = 0;
+        a->total = 0;
+    }
+}
+
+static void
+arena_fini(arena *a)
+{
+    while (a->head) {
+        arena_chunk *c = a->head;
+        a->head = c->next;
+        free(c);
+    }
+}
+
+static void *
+pb_arena_alloc(void *data, size_t n)
+{
+    return arena_alloc(data, n);
+}
+
+static void
+pb_arena_free(void *data, void *p)
+{
+    (void)data; /* freed all at once by arena_reset */
+    (void)p;
+}
 
 typedef struct session {
     uint8_t id[SESSION_ID_MAX];
@@ -32,6 +116,7 @@ typedef struct session {
     unsigned credit;
     uint64_t last_rx_ms; /* monotonic */
     uint64_t last_tx_ms;
+    bool gone; /* the peer's connection is gone: drop at the next timers */
     queue_list inflight;
 } session;
 
@@ -81,6 +166,8 @@ struct broker {
     validate_opts vopts;
     uint64_t next_timeout_scan_ms;
     int full_checked; /* -1: not yet this batch; else store_near_full */
+    arena arena;                /* unpacked events of the open batch */
+    ProtobufCAllocator pb_alloc; /* protobuf-c allocating from arena */
     /* scratch for packing events */
     uint8_t *scratch;
     size_t scratch_cap;
@@ -88,6 +175,8 @@ struct broker {
     uint64_t n_accepted, n_duplicate, n_nak, n_delivered, n_retry, n_dead,
         n_commits;
     uint64_t last_summary_ms;
+    char received_at[32]; /* the open batch's received_at */
+    uint64_t us_commit, us_apply, us_read, us_dispatch, us_poll; /* profiling */
     uint64_t summary_sig;
 };
 
@@ -95,6 +184,18 @@ static const char *
 nz(const char *s)
 {
     return s ? s : "";
+}
+
+/* Copy a C string into a fixed buffer, cut to fit: the hot path's
+ * replacement for snprintf("%s"), which is slow for plain copies. */
+static void
+copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 static uint64_t
@@ -118,15 +219,20 @@ send_to(broker *b, const uint8_t *id, size_t idlen, const Handover__Frame *f,
         const char *what)
 {
     hov_error err = {0};
+    session *s = hov_map_get(b->sessions, id, idlen);
     if (hov_frame_send(b->sock, id, idlen, f, &err) != HOV_OK) {
         /* The peer is gone or not reading. An Ack it misses makes it
          * resend, which deduplication absorbs; a Nak it misses it would
-         * have had to resend anyway. */
-        hov_warn("send %s failed peer=%.*s: %s", what, (int)idlen,
-                 (const char *)id, err.msg);
-        return;
+         * have had to resend anyway. With ZMQ_ROUTER_MANDATORY, "host
+         * unreachable" means its connection is gone: drop the session and
+         * hand its deliveries on, rather than wait for heartbeats. */
+        if (s && err.cause == EHOSTUNREACH) {
+            s->gone = true;
+        } else {
+            hov_warn("send %s failed peer=%.*s: %s", what, (int)idlen,
+                     (const char *)id, err.msg);
+        }
     }
-    session *s = hov_map_get(b->sessions, id, idlen);
     if (s)
         s->last_tx_ms = hov_mono_ms();
 }
@@ -224,8 +330,11 @@ scratch(broker *b, size_t n)
     return b->scratch;
 }
 
-/* SHA-256 of the event without its transmission times (domain brief 3.8):
- * a resend with a new MSH-7 is a duplicate, not a conflict. */
+/* Digest of the event without its transmission times (domain brief 3.8):
+ * a resend with a new MSH-7 is a duplicate, not a conflict. BLAKE2b-256
+ * rather than the brief's SHA-256: the digest never leaves the hub, both are
+ * collision resistant, and libsodium's BLAKE2b is about three times faster
+ * on this hot path (docs/architecture.md). */
 static bool
 event_digest(broker *b, Handover__Event *ev, uint8_t out[DIGEST_BYTES])
 {
@@ -239,7 +348,7 @@ event_digest(broker *b, Handover__Event *ev, uint8_t out[DIGEST_BYTES])
     uint8_t *buf = scratch(b, n + 1);
     if (buf != NULL) {
         handover__event__pack(ev, buf);
-        crypto_hash_sha256(out, buf, n);
+        crypto_generichash(out, DIGEST_BYTES, buf, n, NULL, 0);
     }
     ev->recorded_at = rec;
     ev->received_at = recv;
@@ -260,8 +369,8 @@ handle_publish(broker *b, session *s, const Handover__Publish *pub)
         send_nak(b, s->id, s->idlen, pub->seq, NULL, HOV_ETOOBIG, reason);
         return;
     }
-    Handover__Event *ev =
-        handover__event__unpack(NULL, pub->event.len, pub->event.data);
+    Handover__Event *ev = handover__event__unpack(
+        &b->pb_alloc, pub->event.len, pub->event.data);
     if (ev == NULL) {
         snprintf(reason, sizeof reason,
                  "Publish.event (%zu bytes) is not a valid handover.Event "
@@ -310,8 +419,7 @@ handle_publish(broker *b, session *s, const Handover__Publish *pub)
          * full, audit records would eat the room kept for draining. */
         if (!code_is_temporary(rc))
             stage_reject_audit(b, id, nhs, err.msg);
-        handover__event__free_unpacked(ev, NULL);
-        return;
+        return; /* ev lives in the batch arena */
     }
     op *o = op_new(b, OP_PUBLISH);
     memcpy(o->sid, s->id, s->idlen);
@@ -446,7 +554,7 @@ handle_settle(broker *b, session *s, const Handover__Settle *st)
     op *o = op_new(b, OP_SETTLE);
     o->item = it;
     o->outcome = st->outcome;
-    snprintf(o->reason, sizeof o->reason, "%s", nz(st->reason));
+    copy_str(o->reason, sizeof o->reason, nz(st->reason));
     it->state = QS_SETTLING;
 }
 
@@ -541,7 +649,7 @@ op_release_items(op *o)
 /* Is the event delivered (or at least sent) to an organisation of agency?
  * 1: yes; 0: routed there but not yet sent; -1: never routed there. */
 static int
-delivered_to(broker *b, store_txn *txn, const char *event_id,
+delivered_to(broker *b, store_txn *txn, uint64_t event_seq,
              const char *org, config_agency agency, hov_error *err,
              hov_err *fail)
 {
@@ -554,7 +662,7 @@ delivered_to(broker *b, store_txn *txn, const char *event_id,
                       strcmp(code, org) == 0))
             continue;
         Handover__Store__Delivery *d = NULL;
-        hov_err e = store_delivery_get(txn, event_id, code, &d, err);
+        hov_err e = store_delivery_get(txn, event_seq, code, &d, err);
         if (e == HOV_ENOTFOUND)
             continue;
         if (e != HOV_OK) {
@@ -583,7 +691,7 @@ delivered_to(broker *b, store_txn *txn, const char *event_id,
 }
 
 static hov_err
-put_delivery(store_txn *txn, const char *event_id, const char *dest,
+put_delivery(store_txn *txn, uint64_t event_seq, const char *dest,
              Handover__Store__Delivery__State state, config_agency agency,
              uint64_t seq, uint32_t attempts, uint64_t now, hov_error *err)
 {
@@ -593,27 +701,113 @@ put_delivery(store_txn *txn, const char *event_id, const char *dest,
     d.queue_seq = seq;
     d.changed_ms = now;
     d.attempts = attempts;
-    return store_delivery_put(txn, event_id, dest, &d, err);
+    return store_delivery_put(txn, event_seq, dest, &d, err);
 }
 
-/* Checks that need the store: dedupe, the answered event of an outcome. On
- * a business refusal sets o->result/o->reason and returns HOV_OK; returns
- * an error only for store failures. */
+/* What the hub needs of the event an outcome answers. */
+typedef struct answered {
+    uint64_t seq;
+    Handover__Event *ev; /* unpacked from the store, owned */
+} answered;
+
+/* Checks an outcome against the event it answers. On a business refusal
+ * sets o->result/o->reason and returns HOV_OK; returns an error only for
+ * store failures. */
+static hov_err
+check_outcome(broker *b, store_txn *txn, op *o, answered *a, hov_error *err)
+{
+    Handover__Event *ev = o->ev;
+    uint8_t digest[DIGEST_BYTES];
+    hov_err e = store_event_find(txn, ev->in_reply_to, &a->seq, digest, err);
+    if (e == HOV_ENOTFOUND) {
+        o->result = HOV_EREPLYTOLATER;
+        snprintf(o->reason, sizeof o->reason,
+                 "in_reply_to not yet known: event %s is not held by the "
+                 "hub; resend later",
+                 ev->in_reply_to);
+        return HOV_OK;
+    }
+    const uint8_t *bytes;
+    size_t len;
+    if (e != HOV_OK ||
+        (e = store_event_read(txn, a->seq, &bytes, &len, err)) != HOV_OK)
+        return e == HOV_ENOTFOUND
+                   ? hov_fail(err, HOV_ESTORE, 0,
+                              "event %s is indexed but missing",
+                              ev->in_reply_to)
+                   : e;
+    a->ev = handover__event__unpack(NULL, len, bytes);
+    if (a->ev == NULL || a->ev->source == NULL || a->ev->patient == NULL ||
+        a->ev->source->org == NULL)
+        return hov_fail(err, HOV_ESTORE, 0, "stored event %s is unreadable",
+                        ev->in_reply_to);
+    const Handover__Event *q = a->ev;
+    const char *org = ev->source->org->code;
+    hov_err fail = HOV_OK;
+    int d = delivered_to(b, txn, a->seq, org, o->agency, err, &fail);
+    if (fail != HOV_OK)
+        return fail;
+    if (d < 0) {
+        o->result = HOV_EREPLYTO;
+        snprintf(o->reason, sizeof o->reason,
+                 "in_reply_to %s is not an event delivered to %s",
+                 ev->in_reply_to, org);
+    } else if (d == 0) {
+        o->result = HOV_EREPLYTOLATER;
+        snprintf(o->reason, sizeof o->reason,
+                 "in_reply_to not yet known: event %s has not yet been "
+                 "delivered to %s; resend later",
+                 ev->in_reply_to, org);
+    } else if (!validate_outcome_status_allowed(ev->outcome->status,
+                                                q->event_type)) {
+        o->result = HOV_ECODE;
+        snprintf(o->reason, sizeof o->reason,
+                 "outcome.status '%s' is not allowed for a %s",
+                 ev->outcome->status, q->event_type);
+    } else if (strcmp(ev->correlation_id, q->correlation_id) != 0) {
+        o->result = HOV_EINVAL;
+        snprintf(o->reason, sizeof o->reason,
+                 "correlation_id %s differs from %s, the correlation_id of "
+                 "the answered event %s",
+                 ev->correlation_id, q->correlation_id, ev->in_reply_to);
+    } else if (ev->patient->nhs_number[0] &&
+               strcmp(ev->patient->nhs_number, q->patient->nhs_number) != 0) {
+        o->result = HOV_EINVAL;
+        snprintf(o->reason, sizeof o->reason,
+                 "patient.nhs_number is not the patient of the answered "
+                 "event %s",
+                 ev->in_reply_to);
+    } else if (ev->patient->nhs_number[0] == '\0') {
+        /* Copied for the audit trail and for ordering (domain 3.3). The
+         * copy lives in the batch arena, like the rest of ev. */
+        size_t n = strlen(q->patient->nhs_number) + 1;
+        char *copy = arena_alloc(&b->arena, n);
+        if (copy == NULL)
+            return hov_fail(err, HOV_ENOMEM, 0, "copy NHS number");
+        memcpy(copy, q->patient->nhs_number, n);
+        ev->patient->nhs_number = copy;
+    }
+    return HOV_OK;
+}
+
+/* Checks that need the store (dedupe, the answered event of an outcome),
+ * then routing, then the writes. On a business refusal sets
+ * o->result/o->reason and returns HOV_OK; returns an error only for store
+ * failures, which poison txn. */
 static hov_err
 apply_publish(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
 {
     Handover__Event *ev = o->ev;
     const char *id = ev->event_id;
-    Handover__Store__StoredEvent *old = NULL;
-    hov_err e = store_event_get(txn, id, &old, err);
+    const char *nhs = ev->patient->nhs_number;
+    const char *actor = config_agency_name(o->agency);
+    uint64_t seq;
+    uint8_t held[DIGEST_BYTES];
+    hov_err e = store_event_find(txn, id, &seq, held, err);
     if (e == HOV_OK) {
-        bool same = old->digest.len == DIGEST_BYTES &&
-                    memcmp(old->digest.data, o->digest, DIGEST_BYTES) == 0;
-        handover__store__stored_event__free_unpacked(old, NULL);
-        if (same) {
+        if (memcmp(held, o->digest, DIGEST_BYTES) == 0) {
             o->duplicate = true;
-            return audit_log(txn, now, id, ev->patient->nhs_number,
-                             config_agency_name(o->agency), AUDIT_DUPLICATE,
+            return audit_log(txn, now, id, nhs, actor, AUDIT_DUPLICATE,
                              "resent with the same content; not routed again",
                              err);
         }
@@ -622,86 +816,23 @@ apply_publish(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
                  "conflict: event %s is already held with different "
                  "content; a changed event needs a new id",
                  id);
-        return audit_log(txn, now, id, ev->patient->nhs_number,
-                         config_agency_name(o->agency), AUDIT_REJECTED,
-                         o->reason, err);
+        return audit_log(txn, now, id, nhs, actor, AUDIT_REJECTED, o->reason,
+                         err);
     }
     if (e != HOV_ENOTFOUND)
         return e;
 
+    answered a = {0};
     route_reply reply = {0};
-    Handover__Store__StoredEvent *answered = NULL;
-    Handover__Event *aev = NULL;
     hov_error rerr = {0};
     if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME) {
-        e = store_event_get(txn, ev->in_reply_to, &answered, err);
-        if (e == HOV_ENOTFOUND) {
-            o->result = HOV_EREPLYTOLATER;
-            snprintf(o->reason, sizeof o->reason,
-                     "in_reply_to not yet known: event %s is not held by "
-                     "the hub; resend later",
-                     ev->in_reply_to);
-            goto refused;
-        }
-        if (e != HOV_OK)
-            return e;
-        aev = handover__event__unpack(NULL, answered->event.len,
-                                      answered->event.data);
-        const char *org = ev->source->org->code;
-        hov_err fail = HOV_OK;
-        int d = delivered_to(b, txn, ev->in_reply_to, org, o->agency, err,
-                             &fail);
-        if (fail != HOV_OK) {
-            e = fail;
+        if ((e = check_outcome(b, txn, o, &a, err)) != HOV_OK)
             goto out;
-        }
-        if (d < 0) {
-            o->result = HOV_EREPLYTO;
-            snprintf(o->reason, sizeof o->reason,
-                     "in_reply_to %s is not an event delivered to %s",
-                     ev->in_reply_to, org);
-        } else if (d == 0) {
-            o->result = HOV_EREPLYTOLATER;
-            snprintf(o->reason, sizeof o->reason,
-                     "in_reply_to not yet known: event %s has not yet been "
-                     "delivered to %s; resend later",
-                     ev->in_reply_to, org);
-        } else if (!validate_outcome_status_allowed(
-                       ev->outcome->status, nz(answered->event_type))) {
-            o->result = HOV_ECODE;
-            snprintf(o->reason, sizeof o->reason,
-                     "outcome.status '%s' is not allowed for a %s",
-                     ev->outcome->status, nz(answered->event_type));
-        } else if (strcmp(ev->correlation_id,
-                          nz(answered->correlation_id)) != 0) {
-            o->result = HOV_EINVAL;
-            snprintf(o->reason, sizeof o->reason,
-                     "correlation_id %s differs from %s, the correlation_id "
-                     "of the answered event %s",
-                     ev->correlation_id, nz(answered->correlation_id),
-                     ev->in_reply_to);
-        } else if (ev->patient->nhs_number[0] &&
-                   strcmp(ev->patient->nhs_number,
-                          nz(answered->nhs_number)) != 0) {
-            o->result = HOV_EINVAL;
-            snprintf(o->reason, sizeof o->reason,
-                     "patient.nhs_number is not the patient of the answered "
-                     "event %s",
-                     ev->in_reply_to);
-        }
         if (o->result != HOV_OK)
             goto refused;
-        if (ev->patient->nhs_number[0] == '\0') {
-            /* Copied for the audit trail and for ordering (domain 3.3). */
-            char *copy = strdup(nz(answered->nhs_number));
-            if (copy == NULL) {
-                e = hov_fail(err, HOV_ENOMEM, 0, "copy NHS number");
-                goto out;
-            }
-            ev->patient->nhs_number = copy;
-        }
-        reply.source_org = answered->source_org;
-        reply.event_type = answered->event_type;
+        nhs = ev->patient->nhs_number;
+        reply.source_org = a.ev->source->org->code;
+        reply.event_type = a.ev->event_type;
     }
     if (route_match(b->cfg, ev, &reply, &o->routes, &rerr) != HOV_OK) {
         o->result = rerr.code;
@@ -709,35 +840,20 @@ apply_publish(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
         goto refused;
     }
 
-    /* Accept: store the event as received, with the hub's own fields. */
-    char received[32];
-    hov_rfc3339_format(now, received);
+    /* Accept: store the event as received, with the hub's own fields,
+     * packed straight into the page LMDB reserves for it. */
+    char *received = b->received_at; /* formatted once per batch */
     char *saved_recv = ev->received_at, *saved_agency = ev->source->agency;
     ev->received_at = received;
-    ev->source->agency = (char *)config_agency_name(o->agency);
+    ev->source->agency = (char *)actor;
     size_t n = handover__event__get_packed_size(ev);
-    uint8_t *buf = scratch(b, n + 1);
-    if (buf)
-        handover__event__pack(ev, buf);
+    uint8_t *dst;
+    e = store_event_add(txn, id, o->digest, n, &seq, &dst, err);
+    if (e == HOV_OK)
+        handover__event__pack(ev, dst);
     ev->received_at = saved_recv;
     ev->source->agency = saved_agency;
-    if (buf == NULL) {
-        e = hov_fail(err, HOV_ENOMEM, 0, "pack event %s", id);
-        goto out;
-    }
-    Handover__Store__StoredEvent rec = HANDOVER__STORE__STORED_EVENT__INIT;
-    rec.event.data = buf;
-    rec.event.len = n;
-    rec.digest.data = o->digest;
-    rec.digest.len = DIGEST_BYTES;
-    rec.agency = (char *)config_agency_name(o->agency);
-    rec.received_ms = now;
-    rec.event_type = ev->event_type;
-    rec.nhs_number = ev->patient->nhs_number;
-    rec.source_org = ev->source->org->code;
-    rec.correlation_id = ev->correlation_id;
-    rec.in_reply_to = ev->in_reply_to;
-    if ((e = store_event_put(txn, id, &rec, err)) != HOV_OK)
+    if (e != HOV_OK)
         goto out;
 
     char detail[512];
@@ -748,20 +864,22 @@ apply_publish(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
         route_dest *d = &o->routes.dest[i];
         if (d->dead) {
             uint64_t dseq;
-            Handover__Store__DeadLetter dead = HANDOVER__STORE__DEAD_LETTER__INIT;
+            Handover__Store__DeadLetter dead =
+                HANDOVER__STORE__DEAD_LETTER__INIT;
             dead.event_id = (char *)id;
             dead.agency = (char *)config_agency_name(d->agency);
             dead.destination = d->code;
             dead.reason = d->reason;
             dead.dead_ms = now;
-            dead.patient = ev->patient->nhs_number;
+            dead.patient = (char *)nhs;
             dead.view = d->view;
+            dead.event_seq = seq;
             if ((e = store_dead_put(txn, &dead, &dseq, err)) != HOV_OK ||
-                (e = put_delivery(txn, id, d->code,
+                (e = put_delivery(txn, seq, d->code,
                                   HANDOVER__STORE__DELIVERY__STATE__DEAD,
                                   d->agency, 0, 0, now, err)) != HOV_OK ||
-                (e = audit_log(txn, now, id, ev->patient->nhs_number, "hub",
-                               AUDIT_DEAD, d->reason, err)) != HOV_OK)
+                (e = audit_log(txn, now, id, nhs, "hub", AUDIT_DEAD,
+                               d->reason, err)) != HOV_OK)
                 goto out;
             continue;
         }
@@ -773,19 +891,21 @@ apply_publish(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
         o->items[o->n_items++] = it;
         it->seq = store_queue_next_seq(txn, d->agency);
         it->queue = d->agency;
+        it->event_seq = seq;
         it->enqueued_ms = now;
-        snprintf(it->event_id, sizeof it->event_id, "%s", id);
-        snprintf(it->dest, sizeof it->dest, "%s", d->code);
-        snprintf(it->view, sizeof it->view, "%s", d->view);
+        copy_str(it->event_id, sizeof it->event_id, id);
+        copy_str(it->dest, sizeof it->dest, d->code);
+        copy_str(it->view, sizeof it->view, d->view);
         Handover__Store__QueueEntry qe = HANDOVER__STORE__QUEUE_ENTRY__INIT;
         qe.event_id = (char *)id;
         qe.destination = d->code;
-        qe.patient = ev->patient->nhs_number;
+        qe.patient = (char *)nhs;
         qe.enqueued_ms = now;
         qe.view = d->view;
+        qe.event_seq = seq;
         if ((e = store_queue_put(txn, d->agency, it->seq, &qe, err)) !=
                 HOV_OK ||
-            (e = put_delivery(txn, id, d->code,
+            (e = put_delivery(txn, seq, d->code,
                               HANDOVER__STORE__DELIVERY__STATE__ROUTED,
                               d->agency, it->seq, 0, now, err)) != HOV_OK)
             goto out;
@@ -799,21 +919,16 @@ apply_publish(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
     if (o->routes.warning[0] && dl < sizeof detail)
         snprintf(detail + dl, sizeof detail - dl, "; %s", o->routes.warning);
     if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME &&
-        (e = store_reply_put(txn, ev->in_reply_to, id, err)) != HOV_OK)
+        (e = store_reply_put(txn, a.seq, seq, err)) != HOV_OK)
         goto out;
-    e = audit_log(txn, now, id, ev->patient->nhs_number,
-                  config_agency_name(o->agency), AUDIT_ACCEPTED, detail, err);
+    e = audit_log(txn, now, id, nhs, actor, AUDIT_ACCEPTED, detail, err);
     goto out;
 
 refused:
-    e = audit_log(txn, now, id, ev->patient->nhs_number,
-                  config_agency_name(o->agency), AUDIT_REJECTED, o->reason,
-                  err);
+    e = audit_log(txn, now, id, nhs, actor, AUDIT_REJECTED, o->reason, err);
 out:
-    if (aev)
-        handover__event__free_unpacked(aev, NULL);
-    if (answered)
-        handover__store__stored_event__free_unpacked(answered, NULL);
+    if (a.ev)
+        handover__event__free_unpacked(a.ev, NULL);
     return e;
 }
 
@@ -839,7 +954,7 @@ apply_settle(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
         if ((e = store_queue_del(txn, it->queue, it->seq, err)) != HOV_OK &&
             e != HOV_ENOTFOUND)
             return e;
-        if ((e = put_delivery(txn, it->event_id, it->dest,
+        if ((e = put_delivery(txn, it->event_seq, it->dest,
                               HANDOVER__STORE__DELIVERY__STATE__DELIVERED,
                               it->queue, it->seq, it->attempts, now, err)) !=
             HOV_OK)
@@ -879,11 +994,12 @@ apply_settle(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
         dead.queue_seq = it->seq;
         dead.patient = patient;
         dead.view = it->view;
+        dead.event_seq = it->event_seq;
         if ((e = store_queue_del(txn, it->queue, it->seq, err)) != HOV_OK &&
             e != HOV_ENOTFOUND)
             return e;
         if ((e = store_dead_put(txn, &dead, &dseq, err)) != HOV_OK ||
-            (e = put_delivery(txn, it->event_id, it->dest,
+            (e = put_delivery(txn, it->event_seq, it->dest,
                               rejected
                                   ? HANDOVER__STORE__DELIVERY__STATE__REJECTED
                                   : HANDOVER__STORE__DELIVERY__STATE__DEAD,
@@ -904,6 +1020,7 @@ apply_settle(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
     qe.last_error = why;
     qe.enqueued_ms = it->enqueued_ms;
     qe.view = it->view;
+    qe.event_seq = it->event_seq;
     if ((e = store_queue_put(txn, it->queue, it->seq, &qe, err)) != HOV_OK)
         return e;
     snprintf(detail, sizeof detail, "%s; next attempt in %llu ms", why,
@@ -964,6 +1081,7 @@ batch_fail_all(broker *b, hov_err e, const char *msg)
 static hov_err
 batch_commit(broker *b, uint64_t now, hov_error *fatal)
 {
+    hov_rfc3339_format(now, b->received_at);
     for (size_t attempt = 0; attempt <= b->nops + 1; attempt++) {
         store_txn *txn = NULL;
         hov_error err = {0};
@@ -975,7 +1093,9 @@ batch_commit(broker *b, uint64_t now, hov_error *fatal)
                 failed_at = i;
         }
         if (e == HOV_OK) {
+            uint64_t t0 = hov_mono_us();
             e = store_commit(txn, &err);
+            b->us_commit += hov_mono_us() - t0;
             if (e == HOV_OK) {
                 b->n_commits++;
                 return HOV_OK;
@@ -1041,6 +1161,14 @@ effects_publish(broker *b, op *o, uint64_t now)
                  o->reason);
         return;
     }
+    for (size_t i = 0; i < o->routes.n; i++) {
+        route_dest *d = &o->routes.dest[i];
+        if (!d->dead || o->duplicate)
+            continue;
+        b->n_dead++;
+        hov_warn("dead-lettered event=%s dest=%s reason=\"%s\"",
+                 o->ev->event_id, d->code, d->reason);
+    }
     uint64_t wall = hov_now_ms();
     for (size_t i = 0; i < o->n_items; i++) {
         queue_item *it = o->items[i];
@@ -1099,22 +1227,24 @@ effects_settle(broker *b, op *o)
 static hov_err
 flush(broker *b, hov_error *err)
 {
-    if (b->nops == 0)
+    if (b->nops == 0) {
+        arena_reset(&b->arena); /* events refused before staging */
         return HOV_OK;
+    }
     uint64_t now = hov_now_ms();
     hov_err e = batch_commit(b, now, err);
     for (size_t i = 0; i < b->nops; i++) {
         op *o = &b->ops[i];
         if (o->kind == OP_PUBLISH) {
             effects_publish(b, o, now);
-            handover__event__free_unpacked(o->ev, NULL);
-            o->ev = NULL;
+            o->ev = NULL; /* in the arena, reset below */
         } else if (o->kind == OP_SETTLE) {
             effects_settle(b, o);
         }
     }
     b->nops = 0;
     b->full_checked = -1;
+    arena_reset(&b->arena);
     return e;
 }
 
@@ -1124,24 +1254,22 @@ static hov_err
 dispatch_one(broker *b, store_txn *txn, session *s, queue_item *it,
              const char *today)
 {
-    Handover__Store__StoredEvent *rec = NULL;
+    const uint8_t *stored, *body;
+    size_t slen, blen;
+    bool owned;
     hov_error err = {0};
-    hov_err e = store_event_get(txn, it->event_id, &rec, &err);
+    hov_err e = store_event_read(txn, it->event_seq, &stored, &slen, &err);
     if (e != HOV_OK) {
         hov_errorf("deliver event=%s dest=%s: cannot read the event: %s",
                    it->event_id, it->dest,
                    e == HOV_ENOTFOUND ? "not in the store" : err.msg);
         return e == HOV_ENOTFOUND ? HOV_ESTORE : e;
     }
-    const uint8_t *body;
-    size_t blen;
-    bool owned;
-    e = route_view_pack(it->view, rec->event.data, rec->event.len, today,
-                        &body, &blen, &owned, &err);
+    e = route_view_pack(it->view, stored, slen, today, &body, &blen, &owned,
+                        &err);
     if (e != HOV_OK) {
         hov_errorf("deliver event=%s dest=%s: %s", it->event_id, it->dest,
                    err.msg);
-        handover__store__stored_event__free_unpacked(rec, NULL);
         return e;
     }
     Handover__Deliver d = HANDOVER__DELIVER__INIT;
@@ -1158,9 +1286,11 @@ dispatch_one(broker *b, store_txn *txn, session *s, queue_item *it,
     e = hov_frame_send(b->sock, s->id, s->idlen, &f, &err);
     if (owned)
         free((void *)body);
-    handover__store__stored_event__free_unpacked(rec, NULL);
-    if (e != HOV_OK)
+    if (e != HOV_OK) {
+        if (err.cause == EHOSTUNREACH)
+            s->gone = true;
         return e;
+    }
     s->last_tx_ms = hov_mono_ms();
     return HOV_OK;
 }
@@ -1181,7 +1311,7 @@ dispatch(broker *b)
         void *v;
         while (nc < 64 && hov_map_next(b->sessions, &pos, NULL, NULL, &v)) {
             session *s = v;
-            if (s->consume && s->agency == qn &&
+            if (s->consume && !s->gone && s->agency == qn &&
                 s->inflight.count < s->credit)
                 cons[nc++] = s;
         }
@@ -1239,6 +1369,28 @@ dispatch(broker *b)
 /* --------------------------------------------------------------- timers */
 
 static void
+log_summary(broker *b)
+{
+    hov_info("summary accepted=%llu duplicate=%llu nak=%llu delivered=%llu "
+             "retried=%llu dead=%llu commits=%llu queued gp=%zu "
+             "nursing=%zu social=%zu voluntary=%zu sessions=%zu",
+             (unsigned long long)b->n_accepted,
+             (unsigned long long)b->n_duplicate, (unsigned long long)b->n_nak,
+             (unsigned long long)b->n_delivered,
+             (unsigned long long)b->n_retry, (unsigned long long)b->n_dead,
+             (unsigned long long)b->n_commits, b->queues[0].depth,
+             b->queues[1].depth, b->queues[2].depth, b->queues[3].depth,
+             hov_map_count(b->sessions));
+    hov_debug("time_ms poll=%llu read=%llu flush=%llu (commit=%llu) "
+              "dispatch=%llu",
+              (unsigned long long)b->us_poll / 1000,
+              (unsigned long long)b->us_read / 1000,
+              (unsigned long long)b->us_apply / 1000,
+              (unsigned long long)b->us_commit / 1000,
+              (unsigned long long)b->us_dispatch / 1000);
+}
+
+static void
 timers(broker *b)
 {
     uint64_t mono = hov_mono_ms();
@@ -1252,7 +1404,7 @@ timers(broker *b)
         b->next_timeout_scan_ms = mono + 200;
     while (hov_map_next(b->sessions, &pos, NULL, NULL, &v)) {
         session *s = v;
-        if (mono - s->last_rx_ms > 3 * hb + hb / 2) {
+        if (s->gone || mono - s->last_rx_ms > 3 * hb + hb / 2) {
             if (nd < 64)
                 dead[nd++] = s;
             continue;
@@ -1284,9 +1436,13 @@ timers(broker *b)
     }
     for (size_t i = 0; i < nd; i++) {
         char why[96];
-        snprintf(why, sizeof why, "no frame for %llu ms (heartbeat %llu ms)",
-                 (unsigned long long)(mono - dead[i]->last_rx_ms),
-                 (unsigned long long)hb);
+        if (dead[i]->gone)
+            snprintf(why, sizeof why, "connection closed");
+        else
+            snprintf(why, sizeof why,
+                     "no frame for %llu ms (heartbeat %llu ms)",
+                     (unsigned long long)(mono - dead[i]->last_rx_ms),
+                     (unsigned long long)hb);
         session_drop(b, dead[i], why);
     }
     uint64_t wall = hov_now_ms();
@@ -1299,19 +1455,7 @@ timers(broker *b)
     if (sig != b->summary_sig && mono - b->last_summary_ms >= 10000) {
         b->summary_sig = sig;
         b->last_summary_ms = mono;
-        hov_info("summary accepted=%llu duplicate=%llu nak=%llu "
-                 "delivered=%llu retried=%llu dead=%llu commits=%llu "
-                 "queued gp=%zu nursing=%zu social=%zu voluntary=%zu "
-                 "sessions=%zu",
-                 (unsigned long long)b->n_accepted,
-                 (unsigned long long)b->n_duplicate,
-                 (unsigned long long)b->n_nak,
-                 (unsigned long long)b->n_delivered,
-                 (unsigned long long)b->n_retry,
-                 (unsigned long long)b->n_dead,
-                 (unsigned long long)b->n_commits, b->queues[0].depth,
-                 b->queues[1].depth, b->queues[2].depth, b->queues[3].depth,
-                 hov_map_count(b->sessions));
+        log_summary(b);
     }
 }
 
@@ -1362,6 +1506,9 @@ broker_new(broker **out, const config *cfg, hov_error *err)
     }
     hov_uuid_v4(b->instance);
     b->full_checked = -1;
+    b->pb_alloc.alloc = pb_arena_alloc;
+    b->pb_alloc.free = pb_arena_free;
+    b->pb_alloc.allocator_data = &b->arena;
     *out = b;
     return HOV_OK;
 }
@@ -1380,6 +1527,7 @@ load_entry(void *arg, unsigned qn, uint64_t seq,
     if (it == NULL)
         return hov_fail(err, HOV_ENOMEM, 0, "load queue");
     it->seq = seq;
+    it->event_seq = e->event_seq;
     it->attempts = e->attempts;
     it->not_before_ms = e->not_before_ms;
     it->enqueued_ms = e->enqueued_ms;
@@ -1451,7 +1599,10 @@ broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
     zmq_pollitem_t item = {b->sock, 0, ZMQ_POLLIN, 0};
     hov_err e = HOV_OK;
     while (!*stop && e == HOV_OK) {
+        uint64_t t0 = hov_mono_us();
         int n = zmq_poll(&item, 1, b->nops ? 0 : poll_timeout(b));
+        uint64_t t1 = hov_mono_us();
+        b->us_poll += t1 - t0;
         if (n < 0 && zmq_errno() != EINTR)
             return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq_poll: %s",
                             zmq_strerror(zmq_errno()));
@@ -1490,14 +1641,20 @@ broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
             zmq_msg_close(&id);
             zmq_msg_close(&body);
         }
+        uint64_t t2 = hov_mono_us();
+        b->us_read += t2 - t1;
         e = flush(b, err);
         timers(b);
         if (e == HOV_OK)
             e = flush(b, err); /* settle timeouts staged by the timers */
+        uint64_t t3 = hov_mono_us();
+        b->us_apply += t3 - t2;
         dispatch(b);
+        b->us_dispatch += hov_mono_us() - t3;
     }
     if (e == HOV_OK)
         e = flush(b, err);
+    log_summary(b);
     return e;
 }
 
@@ -1507,10 +1664,9 @@ broker_free(broker *b)
     if (b == NULL)
         return;
     for (size_t i = 0; i < b->nops; i++)
-        if (b->ops[i].kind == OP_PUBLISH) {
+        if (b->ops[i].kind == OP_PUBLISH)
             op_release_items(&b->ops[i]);
-            handover__event__free_unpacked(b->ops[i].ev, NULL);
-        }
+    arena_fini(&b->arena);
     if (b->sessions) {
         size_t pos = 0;
         void *v;

@@ -36,6 +36,7 @@ struct session;
 typedef struct queue_item {
     uint64_t seq;         /* key in the store's queue database */
     unsigned queue;       /* agency number */
+    uint64_t event_seq;   /* the event's key in the store */
     char event_id[40];
     char dest[48];
     char view[24];

@@ -1,12 +1,18 @@
 /* The hub's durable state: one LMDB environment in the data folder.
  *
  * Named databases (keys; values are protobuf records from proto/store.proto):
- *   events      event_id                        -> StoredEvent
+ *   events      event seq (8 bytes, BE)         -> serialised Event
+ *   ids         event_id (16 bytes, binary)     -> event seq + content digest
  *   queue       agency (1 byte) + seq (8, BE)   -> QueueEntry
  *   dead        seq (8, BE)                     -> DeadLetter
- *   deliveries  event_id "/" destination        -> Delivery (lifecycle)
- *   replies     in_reply_to "/" event_id        -> "" (outcomes of an event)
+ *   deliveries  event seq + destination         -> Delivery (lifecycle)
+ *   replies     answered seq + outcome seq      -> "" (outcomes of an event)
  *   audit       seq (8, BE)                     -> AuditRecord (hash chain)
+ *
+ * Events are keyed by arrival order, not by their (random) id: a batch of
+ * a thousand inserts then fills the end of the tree, where keyed by id it
+ * would copy a thousand scattered pages on every commit. Only the small
+ * ids index takes random inserts.
  *
  * Durability: the environment is opened with LMDB's default sync behaviour
  * (no MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC), so store_commit returns
@@ -89,17 +95,33 @@ void store_abort(store_txn *txn);
 
 /* ---------------------------------------------------------------- events */
 
-/* Look up an event. Returns owned *out, free with
- * handover__store__stored_event__free_unpacked(*out, NULL).
- * HOV_ENOTFOUND: no such event (not a poisoning failure). */
-HOV_NODISCARD hov_err store_event_get(store_txn *txn, const char *event_id,
-                                      Handover__Store__StoredEvent **out,
-                                      hov_error *err);
+/* 128 bits: a content digest compared for equality, never a signature.
+ * Short entries keep the randomly-inserted ids index small, and its pages
+ * are most of what a commit writes. */
+#define STORE_DIGEST_BYTES 16
 
-/* Insert or replace an event. Borrows rec. */
-HOV_NODISCARD hov_err store_event_put(store_txn *txn, const char *event_id,
-                                      const Handover__Store__StoredEvent *rec,
-                                      hov_error *err);
+/* Find an event by id: its sequence number and content digest.
+ * HOV_ENOTFOUND: no such event (an answer, not a failure: err untouched). */
+HOV_NODISCARD hov_err store_event_find(store_txn *txn, const char *event_id,
+                                       uint64_t *seq,
+                                       uint8_t digest[STORE_DIGEST_BYTES],
+                                       hov_error *err);
+
+/* Add an event: reserves len bytes at the next event sequence number and
+ * returns them in *buf for the caller to fill before the txn ends (the
+ * serialised Event is packed straight into LMDB's page), and indexes
+ * event_id with digest. *seq gets the event's sequence number. */
+HOV_NODISCARD hov_err store_event_add(store_txn *txn, const char *event_id,
+                                      const uint8_t digest[STORE_DIGEST_BYTES],
+                                      size_t len, uint64_t *seq,
+                                      uint8_t **buf, hov_error *err);
+
+/* The serialised Event with this sequence number, borrowed from the map
+ * until the txn ends (or, in a write txn, until the next write).
+ * HOV_ENOTFOUND: no such event. */
+HOV_NODISCARD hov_err store_event_read(store_txn *txn, uint64_t seq,
+                                       const uint8_t **data, size_t *len,
+                                       hov_error *err);
 
 /* ----------------------------------------------------------------- queue */
 
@@ -138,18 +160,21 @@ HOV_NODISCARD hov_err store_dead_scan(store_txn *txn, store_dead_fn fn,
 
 /* ------------------------------------------------------------ lifecycle */
 
-HOV_NODISCARD hov_err store_delivery_get(store_txn *txn, const char *event_id,
+/* The lifecycle of an event at one destination. *out is owned, free with
+ * handover__store__delivery__free_unpacked. HOV_ENOTFOUND: never routed
+ * there (not a poisoning failure). */
+HOV_NODISCARD hov_err store_delivery_get(store_txn *txn, uint64_t event_seq,
                                          const char *dest,
                                          Handover__Store__Delivery **out,
                                          hov_error *err);
-HOV_NODISCARD hov_err store_delivery_put(store_txn *txn, const char *event_id,
+HOV_NODISCARD hov_err store_delivery_put(store_txn *txn, uint64_t event_seq,
                                          const char *dest,
                                          const Handover__Store__Delivery *d,
                                          hov_error *err);
 
-/* Record that outcome reply_id answers event_id. */
-HOV_NODISCARD hov_err store_reply_put(store_txn *txn, const char *event_id,
-                                      const char *reply_id, hov_error *err);
+/* Record that the outcome with sequence reply_seq answers event_seq. */
+HOV_NODISCARD hov_err store_reply_put(store_txn *txn, uint64_t event_seq,
+                                      uint64_t reply_seq, hov_error *err);
 
 /* ----------------------------------------------------------------- audit */
 

@@ -258,3 +258,11 @@ hov_age_years(const char *dob, const char *today)
         age--;
     return age;
 }
+
+uint64_t
+hov_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}

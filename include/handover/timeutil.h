@@ -22,6 +22,9 @@ uint64_t hov_now_ms(void);
  * For timeouts, heartbeats and durations; never jumps. */
 uint64_t hov_mono_ms(void);
 
+/* Monotonic clock in microseconds, for measuring phases. */
+uint64_t hov_mono_us(void);
+
 /* Is s "YYYY-MM-DDThh:mm:ss[.f]Z", with 1 to 9 fraction digits, a real
  * calendar date (leap years included) and a time of day up to 23:59:59?
  * Upper-case 'T' and 'Z' only: this is the canonical form. */

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Quick start: install what is missing, build, start a hub on its built-in
+# default configuration with a fresh data folder, play the demo against it,
+# show the hub's summary, and stop the hub. Exits with the demo's status.
+#
+#   scripts/demo.sh                                      # tcp://127.0.0.1:7400
+#   HANDOVER_ENDPOINT=tcp://127.0.0.1:7401 scripts/demo.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=$root/build
+endpoint=${HANDOVER_ENDPOINT:-tcp://127.0.0.1:7400}
+ready_limit_s=10   # the hub must say "ready" by then
+summary_limit_s=12 # the hub logs a summary at most every 10 s
+stop_limit_s=10    # and must stop this soon after SIGTERM
+
+heading() { printf '\n==== %s ====\n' "$*"; }
+die() { printf 'demo.sh: %s\n' "$*" >&2; exit 1; }
+
+tmp=
+hub_pid=
+cleanup() {
+  if [[ -n $hub_pid ]] && kill -0 "$hub_pid" 2>/dev/null; then
+    kill -TERM "$hub_pid" 2>/dev/null || true
+    wait "$hub_pid" 2>/dev/null || true
+  fi
+  if [[ -n $tmp ]]; then rm -rf -- "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Is something already listening on a tcp:// endpoint?
+port_busy() {
+  local hostport=${1#tcp://}
+  [[ $1 == tcp://* && $hostport == *:* ]] || return 1
+  local host=${hostport%:*} port=${hostport##*:}
+  [[ $host == '*' || $host == 0.0.0.0 ]] && host=127.0.0.1
+  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
+}
+
+summary_count() { grep -c ' summary ' "$tmp/hub.log" || true; }
+
+heading "checking build dependencies"
+"$root/scripts/install-deps.sh"
+echo "all present"
+
+heading "building handover-hub and handover-demo (RelWithDebInfo) in build/"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  --log-level=WARNING
+cmake --build "$build" -j"$(nproc)" --target handover-hub handover-demo
+
+heading "hub starting on $endpoint"
+if port_busy "$endpoint"; then
+  die "$endpoint is busy: another program (perhaps another handover-hub)" \
+      "listens there. Stop it, or pick a free port:" \
+      "HANDOVER_ENDPOINT=tcp://127.0.0.1:7401 scripts/demo.sh"
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/handover-demo.XXXXXX")
+echo "data folder $tmp/data (removed at the end), built-in configuration"
+"$build/handover-hub" --data "$tmp/data" --endpoint "$endpoint" \
+  2>"$tmp/hub.log" &
+hub_pid=$!
+for ((i = 0; i < ready_limit_s * 10; i++)); do
+  grep -q ' ready endpoint=' "$tmp/hub.log" && break
+  if ! kill -0 "$hub_pid" 2>/dev/null; then
+    cat "$tmp/hub.log" >&2
+    hub_pid=
+    if grep -q 'Address already in use' "$tmp/hub.log"; then
+      die "$endpoint is busy: pick a free port with HANDOVER_ENDPOINT"
+    fi
+    die "handover-hub exited before it was ready (its log is above)"
+  fi
+  sleep 0.1
+done
+grep -q ' ready endpoint=' "$tmp/hub.log" ||
+  die "handover-hub did not say ready within ${ready_limit_s} s"
+grep ' ready endpoint=' "$tmp/hub.log"
+
+heading "events flowing"
+demo_status=0
+"$build/handover-demo" --endpoint "$endpoint" || demo_status=$?
+
+heading "hub summary"
+# No status socket yet: the hub's own log is what it reports. Its summary
+# line comes at most every 10 s, so wait (bounded) for one that counts the
+# whole demo.
+seen=$(summary_count)
+echo "waiting up to ${summary_limit_s} s for the hub's next summary line..."
+for ((i = 0; i < summary_limit_s * 10; i++)); do
+  (($(summary_count) > seen)) && break
+  sleep 0.1
+done
+last=$(grep ' summary ' "$tmp/hub.log" | tail -n 1 || true)
+echo "last summary: ${last:-(none logged)}"
+echo
+echo "hub log, last 15 lines:"
+tail -n 15 "$tmp/hub.log" | sed 's/^/  /'
+
+heading "stopping the hub"
+kill -TERM "$hub_pid"
+for ((i = 0; i < stop_limit_s * 10; i++)); do
+  kill -0 "$hub_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$hub_pid" 2>/dev/null; then
+  kill -KILL "$hub_pid" 2>/dev/null || true
+  wait "$hub_pid" 2>/dev/null || true
+  hub_pid=
+  die "handover-hub did not stop within ${stop_limit_s} s of SIGTERM (killed)"
+fi
+hub_status=0
+wait "$hub_pid" || hub_status=$?
+hub_pid=
+tail -n 1 "$tmp/hub.log" | sed 's/^/  /'
+if ((hub_status != 0)); then
+  echo "handover-hub exited with status $hub_status after SIGTERM, not 0" >&2
+  ((demo_status != 0)) || demo_status=1
+else
+  echo "hub stopped cleanly (exit 0)"
+fi
+
+if ((demo_status == 0)); then
+  heading "demo passed"
+else
+  heading "demo FAILED (status $demo_status)"
+fi
+exit "$demo_status"
