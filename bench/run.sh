@@ -454,16 +454,19 @@ run_hub() {
     ((SECONDS < end)) || { tail_log "$err" "handover-hub stderr"; die "handover-hub printed no 'ready' line within ${HUB_START_TIMEOUT}s (run $disp)"; }
     sleep 0.1
   done
-  # RSS sampler: VmRSS (kB) once a second while the hub runs
+  # RSS sampler: RssAnon (kB), the hub's private memory, once a second
+  # while the hub runs. VmRSS also counts the pages of the memory-mapped
+  # LMDB file that the hub has touched, which grow with the events kept and
+  # say nothing about leaks; RssAnon is what would grow if memory leaked.
   ( while :; do
-      v=$(awk '/^VmRSS:/ { print $2; exit }' "/proc/$HUB_PID/status" 2>/dev/null) || true
+      v=$(awk '/^RssAnon:/ { print $2; exit }' "/proc/$HUB_PID/status" 2>/dev/null) || true
       [[ -n $v ]] && printf '%s\n' "$v"
       sleep 1
     done ) > "$rss" &
   SAMPLER_PID=$!
   log "run $disp: hub-bench --endpoint $HUB_ENDPOINT -n $n -s $SIZE -w $WINDOW"
   run_bounded "$tmo" "$out" "$berr" "$HUB_BENCH" --endpoint "$HUB_ENDPOINT" -n "$n" -s "$SIZE" -w "$WINDOW" || rc=$?
-  awk '/^VmRSS:/ { print $2; exit }' "/proc/$HUB_PID/status" >> "$rss" 2>/dev/null || true  # one last sample
+  awk '/^RssAnon:/ { print $2; exit }' "/proc/$HUB_PID/status" >> "$rss" 2>/dev/null || true  # one last sample
   kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=
   if ! alive "$HUB_PID"; then
     local hrc=0; wait "$HUB_PID" || hrc=$?; HUB_PID=
@@ -550,7 +553,7 @@ REPORT=$TMP/report.md
   echo "Latency is publish-to-consume. NATS JetStream confirms promise less than the other two (no fsync before the ack), so its throughput is an upper bound for a durable comparison."
   if [[ -s $RSSLOG ]]; then
     echo
-    echo "Hub resident memory (VmRSS, sampled every second; first sample right after 'ready'):"
+    echo "Hub private resident memory (RssAnon, sampled every second; first sample right after 'ready'; the memory-mapped LMDB file is not counted):"
     echo
     echo "| hub run | messages | first MiB | max MiB | last MiB | samples |"
     echo "|---|---:|---:|---:|---:|---:|"

@@ -16,12 +16,12 @@
 #include "store.h"
 
 /* Actions, as written in AuditRecord.action. */
-#define AUDIT_ACCEPTED "accepted"
-#define AUDIT_DUPLICATE "duplicate"
-#define AUDIT_REJECTED "rejected"
-#define AUDIT_DELIVERED "delivered"
-#define AUDIT_RETRY "retry"
-#define AUDIT_DEAD "dead-lettered"
+#define AUDIT_ACCEPTED        "accepted"
+#define AUDIT_DUPLICATE       "duplicate"
+#define AUDIT_REJECTED        "rejected"
+#define AUDIT_DELIVERED       "delivered"
+#define AUDIT_RETRY           "retry"
+#define AUDIT_DEAD            "dead-lettered"
 #define AUDIT_CONSENT_IMPLIED "consent-implied"
 
 /* Append one record in txn. Borrows all strings (NULL reads as "").
@@ -34,7 +34,7 @@ HOV_NODISCARD hov_err audit_log(store_txn *txn, uint64_t time_ms,
 /* Recompute the chain from the first record. *count gets the number of
  * records checked. HOV_OK when intact; HOV_ESTORE naming the first bad
  * record (its seq in *bad_seq) otherwise. Uses one read transaction. */
-HOV_NODISCARD hov_err audit_verify(store *s, uint64_t *count,
-                                   uint64_t *bad_seq, hov_error *err);
+HOV_NODISCARD hov_err audit_verify(store *s, uint64_t *count, uint64_t *bad_seq,
+                                   hov_error *err);
 
 #endif

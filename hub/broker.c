@@ -19,7 +19,7 @@
 #include "validate.h"
 
 #define SESSION_ID_MAX 255
-#define DIGEST_BYTES STORE_DIGEST_BYTES
+#define DIGEST_BYTES   STORE_DIGEST_BYTES
 /* Frames this much over max_event_bytes are refused unread (Nak). */
 #define FRAME_OVERHEAD (64 * 1024)
 
@@ -166,7 +166,7 @@ struct broker {
     validate_opts vopts;
     uint64_t next_timeout_scan_ms;
     int full_checked; /* -1: not yet this batch; else store_near_full */
-    arena arena;                /* unpacked events of the open batch */
+    arena arena;      /* unpacked events of the open batch */
     ProtobufCAllocator pb_alloc; /* protobuf-c allocating from arena */
     /* scratch for packing events */
     uint8_t *scratch;
@@ -369,8 +369,8 @@ handle_publish(broker *b, session *s, const Handover__Publish *pub)
         send_nak(b, s->id, s->idlen, pub->seq, NULL, HOV_ETOOBIG, reason);
         return;
     }
-    Handover__Event *ev = handover__event__unpack(
-        &b->pb_alloc, pub->event.len, pub->event.data);
+    Handover__Event *ev =
+        handover__event__unpack(&b->pb_alloc, pub->event.len, pub->event.data);
     if (ev == NULL) {
         snprintf(reason, sizeof reason,
                  "Publish.event (%zu bytes) is not a valid handover.Event "
@@ -509,8 +509,7 @@ handle_hello(broker *b, const uint8_t *id, size_t idlen,
     s->consume = h->consume;
     s->credit = h->credit;
     s->last_rx_ms = hov_mono_ms();
-    snprintf(s->client, sizeof s->client, "%.*s", (int)idlen,
-             (const char *)id);
+    snprintf(s->client, sizeof s->client, "%.*s", (int)idlen, (const char *)id);
     hov_info("adapter up client=%s agency=%s consume=%s credit=%u", s->client,
              config_agency_name(s->agency), s->consume ? "yes" : "no",
              s->credit);
@@ -605,9 +604,8 @@ handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
     if (f->kind_case == HANDOVER__FRAME__KIND_HELLO) {
         handle_hello(b, id, idlen, f->hello);
     } else if (s == NULL) {
-        uint64_t seq = f->kind_case == HANDOVER__FRAME__KIND_PUBLISH
-                           ? f->publish->seq
-                           : 0;
+        uint64_t seq =
+            f->kind_case == HANDOVER__FRAME__KIND_PUBLISH ? f->publish->seq : 0;
         send_nak(b, id, idlen, seq, NULL, HOV_ESESSION,
                  "no session for this client (the hub restarted, or the "
                  "client never said Hello): send Hello, then resend");
@@ -649,17 +647,16 @@ op_release_items(op *o)
 /* Is the event delivered (or at least sent) to an organisation of agency?
  * 1: yes; 0: routed there but not yet sent; -1: never routed there. */
 static int
-delivered_to(broker *b, store_txn *txn, uint64_t event_seq,
-             const char *org, config_agency agency, hov_error *err,
-             hov_err *fail)
+delivered_to(broker *b, store_txn *txn, uint64_t event_seq, const char *org,
+             config_agency agency, hov_error *err, hov_err *fail)
 {
     int best = -1;
     const config *c = b->cfg;
     for (size_t i = 0; i <= c->n_orgs && best < 1; i++) {
         /* The sender's own code first, then its agency's other codes. */
         const char *code = i == 0 ? org : c->orgs[i - 1].code;
-        if (i > 0 && (c->orgs[i - 1].agency != agency ||
-                      strcmp(code, org) == 0))
+        if (i > 0 &&
+            (c->orgs[i - 1].agency != agency || strcmp(code, org) == 0))
             continue;
         Handover__Store__Delivery *d = NULL;
         hov_err e = store_delivery_get(txn, event_seq, code, &d, err);
@@ -673,8 +670,7 @@ delivered_to(broker *b, store_txn *txn, uint64_t event_seq,
                  d->attempts > 0)
                     ? 1
                     : 0;
-        if (d->state == HANDOVER__STORE__DELIVERY__STATE__ROUTED &&
-            v == 0) {
+        if (d->state == HANDOVER__STORE__DELIVERY__STATE__ROUTED && v == 0) {
             /* Sent but not yet settled counts as delivered: the partner may
              * answer before its adapter's Settle reaches us. */
             int ag = config_agency_parse(nz(d->agency));
@@ -731,11 +727,10 @@ check_outcome(broker *b, store_txn *txn, op *o, answered *a, hov_error *err)
     size_t len;
     if (e != HOV_OK ||
         (e = store_event_read(txn, a->seq, &bytes, &len, err)) != HOV_OK)
-        return e == HOV_ENOTFOUND
-                   ? hov_fail(err, HOV_ESTORE, 0,
-                              "event %s is indexed but missing",
-                              ev->in_reply_to)
-                   : e;
+        return e == HOV_ENOTFOUND ? hov_fail(err, HOV_ESTORE, 0,
+                                             "event %s is indexed but missing",
+                                             ev->in_reply_to)
+                                  : e;
     a->ev = handover__event__unpack(NULL, len, bytes);
     if (a->ev == NULL || a->ev->source == NULL || a->ev->patient == NULL ||
         a->ev->source->org == NULL)
@@ -878,8 +873,8 @@ apply_publish(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
                 (e = put_delivery(txn, seq, d->code,
                                   HANDOVER__STORE__DELIVERY__STATE__DEAD,
                                   d->agency, 0, 0, now, err)) != HOV_OK ||
-                (e = audit_log(txn, now, id, nhs, "hub", AUDIT_DEAD,
-                               d->reason, err)) != HOV_OK)
+                (e = audit_log(txn, now, id, nhs, "hub", AUDIT_DEAD, d->reason,
+                               err)) != HOV_OK)
                 goto out;
             continue;
         }
@@ -960,8 +955,8 @@ apply_settle(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
             HOV_OK)
             return e;
         return audit_log(txn, now, it->event_id, "",
-                         config_agency_name(it->queue), AUDIT_DELIVERED,
-                         detail, err);
+                         config_agency_name(it->queue), AUDIT_DELIVERED, detail,
+                         err);
     }
     bool rejected = o->outcome == HANDOVER__SETTLE_OUTCOME__SETTLE_REJECTED;
     o->to_dead = rejected || it->attempts >= b->cfg->max_attempts;
@@ -999,12 +994,11 @@ apply_settle(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
             e != HOV_ENOTFOUND)
             return e;
         if ((e = store_dead_put(txn, &dead, &dseq, err)) != HOV_OK ||
-            (e = put_delivery(txn, it->event_seq, it->dest,
-                              rejected
-                                  ? HANDOVER__STORE__DELIVERY__STATE__REJECTED
-                                  : HANDOVER__STORE__DELIVERY__STATE__DEAD,
-                              it->queue, it->seq, it->attempts, now, err)) !=
-                HOV_OK)
+            (e = put_delivery(
+                 txn, it->event_seq, it->dest,
+                 rejected ? HANDOVER__STORE__DELIVERY__STATE__REJECTED
+                          : HANDOVER__STORE__DELIVERY__STATE__DEAD,
+                 it->queue, it->seq, it->attempts, now, err)) != HOV_OK)
             return e;
         return audit_log(txn, now, it->event_id, "",
                          config_agency_name(it->queue), AUDIT_DEAD, detail,
@@ -1118,15 +1112,13 @@ batch_commit(broker *b, uint64_t now, hov_error *fatal)
         /* Full: leave out the publish that hit the limit and every later
          * one; a settle or audit record that hit it is put back. */
         bool changed = false;
-        for (size_t j = failed_at < b->nops ? failed_at : 0; j < b->nops;
-             j++) {
+        for (size_t j = failed_at < b->nops ? failed_at : 0; j < b->nops; j++) {
             op *o = &b->ops[j];
             if (o->kind == OP_PUBLISH && !o->refused_full) {
                 o->refused_full = true;
                 op_release_items(o);
                 changed = true;
-            } else if (o->kind != OP_PUBLISH && j == failed_at &&
-                       !o->failed) {
+            } else if (o->kind != OP_PUBLISH && j == failed_at && !o->failed) {
                 o->failed = true;
                 changed = true;
             }
@@ -1152,8 +1144,8 @@ effects_publish(broker *b, op *o, uint64_t now)
                  "(%zu of %zu MiB used); raise map_size_mb or drain the "
                  "queues",
                  used >> 20, map >> 20);
-        send_nak(b, o->sid, o->sidlen, o->seq, o->ev->event_id,
-                 HOV_ESTOREFULL, reason);
+        send_nak(b, o->sid, o->sidlen, o->seq, o->ev->event_id, HOV_ESTOREFULL,
+                 reason);
         return;
     }
     if (o->result != HOV_OK) {
@@ -1320,9 +1312,9 @@ dispatch(broker *b)
             session *s = cons[rr % nc];
             if (s->inflight.count >= s->credit) {
                 {
-                nc--;
-                cons[rr % (nc + 1)] = cons[nc];
-            }
+                    nc--;
+                    cons[rr % (nc + 1)] = cons[nc];
+                }
                 continue;
             }
             queue_item *it = queue_pop_ready(q);
@@ -1341,9 +1333,9 @@ dispatch(broker *b)
                 /* This consumer's pipe is full or gone: try the others. */
                 queue_requeue(q, it, 0);
                 {
-                nc--;
-                cons[rr % (nc + 1)] = cons[nc];
-            }
+                    nc--;
+                    cons[rr % (nc + 1)] = cons[nc];
+                }
                 continue;
             }
             if (e != HOV_OK) {
@@ -1376,11 +1368,10 @@ log_summary(broker *b)
              "nursing=%zu social=%zu voluntary=%zu sessions=%zu",
              (unsigned long long)b->n_accepted,
              (unsigned long long)b->n_duplicate, (unsigned long long)b->n_nak,
-             (unsigned long long)b->n_delivered,
-             (unsigned long long)b->n_retry, (unsigned long long)b->n_dead,
-             (unsigned long long)b->n_commits, b->queues[0].depth,
-             b->queues[1].depth, b->queues[2].depth, b->queues[3].depth,
-             hov_map_count(b->sessions));
+             (unsigned long long)b->n_delivered, (unsigned long long)b->n_retry,
+             (unsigned long long)b->n_dead, (unsigned long long)b->n_commits,
+             b->queues[0].depth, b->queues[1].depth, b->queues[2].depth,
+             b->queues[3].depth, hov_map_count(b->sessions));
     hov_debug("time_ms poll=%llu read=%llu flush=%llu (commit=%llu) "
               "dispatch=%llu",
               (unsigned long long)b->us_poll / 1000,
@@ -1533,8 +1524,7 @@ load_entry(void *arg, unsigned qn, uint64_t seq,
     it->enqueued_ms = e->enqueued_ms;
     snprintf(it->event_id, sizeof it->event_id, "%s", e->event_id);
     snprintf(it->dest, sizeof it->dest, "%s", e->destination);
-    snprintf(it->view, sizeof it->view, "%s",
-             e->view[0] ? e->view : "full");
+    snprintf(it->view, sizeof it->view, "%s", e->view[0] ? e->view : "full");
     const char *patient = e->patient[0] ? e->patient : e->event_id;
     hov_err rc = queue_add(&b->queues[qn], it, patient, hov_now_ms(), err);
     if (rc != HOV_OK)
@@ -1579,8 +1569,8 @@ broker_open(broker *b, hov_error *err)
         return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq setsockopt: %s",
                         zmq_strerror(zmq_errno()));
     if (zmq_bind(b->sock, c->endpoint) != 0)
-        return hov_fail(err, HOV_ESYS, zmq_errno(), "bind %s: %s",
-                        c->endpoint, zmq_strerror(zmq_errno()));
+        return hov_fail(err, HOV_ESYS, zmq_errno(), "bind %s: %s", c->endpoint,
+                        zmq_strerror(zmq_errno()));
     size_t depth = 0;
     for (unsigned i = 0; i < AGENCY_COUNT; i++)
         depth += b->queues[i].depth;

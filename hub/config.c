@@ -148,8 +148,7 @@ parse_uint(parse_ctx *p, const yaml_node_t *n, const char *key,
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || *end != '\0' || v > max)
-        return cfg_bad(p, n, "%s: '%s' is not a valid number in range", key,
-                       s);
+        return cfg_bad(p, n, "%s: '%s' is not a valid number in range", key, s);
     *out = v;
     return HOV_OK;
 }
@@ -188,12 +187,12 @@ setting_apply(config *c, parse_ctx *p, const yaml_node_t *n, const char *key)
 {
     unsigned long long v;
     hov_err rc;
-#define U(name, field, max)                                                   \
-    if (strcmp(key, name) == 0) {                                             \
-        if ((rc = parse_uint(p, n, key, max, &v)) != HOV_OK)                  \
-            return rc;                                                        \
-        c->field = v;                                                         \
-        return HOV_OK;                                                        \
+#define U(name, field, max)                                                    \
+    if (strcmp(key, name) == 0) {                                              \
+        if ((rc = parse_uint(p, n, key, max, &v)) != HOV_OK)                   \
+            return rc;                                                         \
+        c->field = v;                                                          \
+        return HOV_OK;                                                         \
     }
     U("max_event_bytes", max_event_bytes, 64ULL << 20)
     U("heartbeat_ms", heartbeat_ms, 600000)
@@ -264,14 +263,12 @@ parse_list(parse_ctx *p, yaml_node_t *n, const char *key, char ***out,
     *out = v;
     *count = 0;
     for (size_t i = 0; i < cap; i++) {
-        yaml_node_t *it =
-            n->type == YAML_SEQUENCE_NODE
-                ? node(p, n->data.sequence.items.start[i])
-                : n;
+        yaml_node_t *it = n->type == YAML_SEQUENCE_NODE
+                              ? node(p, n->data.sequence.items.start[i])
+                              : n;
         const char *s = scalar(it);
         if (s == NULL || *s == '\0')
-            return cfg_bad(p, it, "%s must hold non-empty strings", key,
-                           NULL);
+            return cfg_bad(p, it, "%s must hold non-empty strings", key, NULL);
         if ((v[i] = strdup(s)) == NULL)
             return hov_fail(p->err, HOV_ENOMEM, 0, "config: copy %s", key);
         (*count)++;
@@ -284,8 +281,8 @@ parse_orgs(config *c, parse_ctx *p, yaml_node_t *seq)
 {
     if (seq->type != YAML_SEQUENCE_NODE)
         return cfg_bad(p, seq, "organisations must be a list", NULL, NULL);
-    size_t n = (size_t)(seq->data.sequence.items.top -
-                        seq->data.sequence.items.start);
+    size_t n =
+        (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
     c->orgs = calloc(n ? n : 1, sizeof *c->orgs);
     if (c->orgs == NULL)
         return hov_fail(p->err, HOV_ENOMEM, 0, "config: allocate orgs");
@@ -379,8 +376,8 @@ parse_routes(config *c, parse_ctx *p, yaml_node_t *seq)
 {
     if (seq->type != YAML_SEQUENCE_NODE)
         return cfg_bad(p, seq, "routes must be a list", NULL, NULL);
-    size_t n = (size_t)(seq->data.sequence.items.top -
-                        seq->data.sequence.items.start);
+    size_t n =
+        (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
     c->routes = calloc(n ? n : 1, sizeof *c->routes);
     if (c->routes == NULL)
         return hov_fail(p->err, HOV_ENOMEM, 0, "config: allocate routes");
@@ -421,7 +418,8 @@ config_check(config *c, parse_ctx *p)
         config_route *r = &c->routes[i];
         for (size_t j = 0; j < r->n_to; j++) {
             const char *t = r->to[j];
-            if (strcmp(t, ROUTE_TO_REQUESTED) && strcmp(t, ROUTE_TO_REGISTERED_GP) &&
+            if (strcmp(t, ROUTE_TO_REQUESTED) &&
+                strcmp(t, ROUTE_TO_REGISTERED_GP) &&
                 strcmp(t, ROUTE_TO_REPLY) && config_org_find(c, t) == NULL)
                 return hov_fail(p->err, HOV_ECONFIG, 0,
                                 "%s: route %s sends to %s, which is not in "
@@ -497,8 +495,8 @@ config_load(config *c, const char *path, hov_error *err)
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         config_defaults(c);
-        return hov_fail(err, HOV_EIO, errno, "open configuration %s: %s",
-                        path, strerror(errno));
+        return hov_fail(err, HOV_EIO, errno, "open configuration %s: %s", path,
+                        strerror(errno));
     }
     char *buf = NULL;
     size_t len = 0, cap = 0;

@@ -35,34 +35,34 @@ typedef struct config_org {
 } config_org;
 
 /* Special destinations a route may name besides org codes. */
-#define ROUTE_TO_REQUESTED "requested"           /* the event's destinations */
+#define ROUTE_TO_REQUESTED     "requested"       /* the event's destinations */
 #define ROUTE_TO_REGISTERED_GP "registered_gp"   /* patient.registered_gp */
-#define ROUTE_TO_REPLY "reply_to_source"         /* source of in_reply_to */
+#define ROUTE_TO_REPLY         "reply_to_source" /* source of in_reply_to */
 
 typedef struct config_route {
     char name[64];
     char event_type[24]; /* "" matches every type */
     char **services;     /* referral.service in this list; NULL: any */
     size_t n_services;
-    unsigned pathways;   /* bit p set: discharge pathway p; 0: any */
-    char **follow_up;    /* discharge with a follow_up.service in list */
+    unsigned pathways; /* bit p set: discharge pathway p; 0: any */
+    char **follow_up;  /* discharge with a follow_up.service in list */
     size_t n_follow_up;
-    char **to;           /* org codes or ROUTE_TO_* */
+    char **to; /* org codes or ROUTE_TO_* */
     size_t n_to;
 } config_route;
 
 typedef struct config {
     char endpoint[256];
     char data_dir[512];
-    size_t map_size;         /* bytes */
-    size_t max_event_bytes;  /* Publish.event limit */
+    size_t map_size;        /* bytes */
+    size_t max_event_bytes; /* Publish.event limit */
     bool allow_test_nhs_numbers;
     unsigned heartbeat_ms;
     unsigned settle_timeout_ms;
-    unsigned max_attempts;   /* deliveries before dead letters */
+    unsigned max_attempts; /* deliveries before dead letters */
     unsigned backoff_initial_ms;
     unsigned backoff_max_ms;
-    unsigned batch_max;      /* frames per group commit, at most */
+    unsigned batch_max; /* frames per group commit, at most */
     bool deliver_discharge_outcomes;
     config_org *orgs;
     size_t n_orgs;
@@ -76,8 +76,7 @@ extern const char config_default_yaml[];
 /* Load configuration from path, or the built-in default when path is NULL.
  * Fills *c (caller storage); release with config_fini even on failure.
  * HOV_ECONFIG: names the file, line and problem. HOV_EIO: unreadable file. */
-HOV_NODISCARD hov_err config_load(config *c, const char *path,
-                                  hov_error *err);
+HOV_NODISCARD hov_err config_load(config *c, const char *path, hov_error *err);
 
 /* As config_load, from a YAML string; name is used in messages. */
 HOV_NODISCARD hov_err config_load_string(config *c, const char *yaml,
@@ -86,8 +85,8 @@ HOV_NODISCARD hov_err config_load_string(config *c, const char *yaml,
 /* Set one hub setting by its YAML key ("max_attempts", "data_dir", ...),
  * as given on the command line with --set key=value.
  * HOV_ECONFIG: unknown key or bad value. */
-HOV_NODISCARD hov_err config_set(config *c, const char *key,
-                                 const char *value, hov_error *err);
+HOV_NODISCARD hov_err config_set(config *c, const char *key, const char *value,
+                                 hov_error *err);
 
 /* Release what config_load allocated. Zeroed storage is fine. */
 void config_fini(config *c);

@@ -34,9 +34,9 @@ typedef struct queue_patient queue_patient;
 struct session;
 
 typedef struct queue_item {
-    uint64_t seq;         /* key in the store's queue database */
-    unsigned queue;       /* agency number */
-    uint64_t event_seq;   /* the event's key in the store */
+    uint64_t seq;       /* key in the store's queue database */
+    unsigned queue;     /* agency number */
+    uint64_t event_seq; /* the event's key in the store */
     char event_id[40];
     char dest[48];
     char view[24];
@@ -45,10 +45,10 @@ typedef struct queue_item {
     uint64_t sent_ms;       /* monotonic, when last sent */
     uint64_t enqueued_ms;
     queue_state state;
-    struct session *owner;  /* in flight to */
+    struct session *owner; /* in flight to */
     queue_patient *patient;
-    struct queue_item *pnext;        /* patient FIFO */
-    struct queue_item *prev, *next;  /* the one list the item is in */
+    struct queue_item *pnext;       /* patient FIFO */
+    struct queue_item *prev, *next; /* the one list the item is in */
 } queue_item;
 
 typedef struct queue_list {
@@ -62,11 +62,11 @@ void queue_list_remove(queue_list *l, queue_item *it);
 
 typedef struct queue {
     unsigned id;
-    hov_map *patients;  /* patient key -> queue_patient */
-    hov_map *items;     /* seq (8 bytes) -> queue_item */
+    hov_map *patients; /* patient key -> queue_patient */
+    hov_map *items;    /* seq (8 bytes) -> queue_item */
     queue_list ready;
     queue_list backoff;
-    size_t depth;       /* items held */
+    size_t depth; /* items held */
     size_t inflight;
     bool paused;
 } queue;

@@ -105,8 +105,8 @@ add_dest(const config *c, route_result *out, const char *code, bool dead,
 }
 
 static hov_err
-add_registered_gp(const config *c, const Handover__Event *ev,
-                  route_result *out, hov_error *err)
+add_registered_gp(const config *c, const Handover__Event *ev, route_result *out,
+                  hov_error *err)
 {
     const char *gp = ev->patient ? str(ev->patient->registered_gp) : "";
     char reason[160];
@@ -173,11 +173,11 @@ route_match(const config *c, const Handover__Event *ev,
                 for (size_t i = 0; i < out->n; i++)
                     any |= out->dest[i].agency == AGENCY_VOLUNTARY;
                 if (!any)
-                    return hov_fail(
-                        err, HOV_EMISSING, 0,
-                        "destinations: a %s referral must name the "
-                        "voluntary organisation to receive it",
-                        referral_service(ev) ? referral_service(ev) : type);
+                    return hov_fail(err, HOV_EMISSING, 0,
+                                    "destinations: a %s referral must name the "
+                                    "voluntary organisation to receive it",
+                                    referral_service(ev) ? referral_service(ev)
+                                                         : type);
             } else if (strcmp(to, ROUTE_TO_REGISTERED_GP) == 0) {
                 if ((e = add_registered_gp(c, ev, out, err)) != HOV_OK)
                     return e;
@@ -199,8 +199,7 @@ route_match(const config *c, const Handover__Event *ev,
                 if ((e = add_dest(c, out, reply->source_org, false, NULL,
                                   err)) != HOV_OK)
                     return e;
-            } else if ((e = add_dest(c, out, to, false, NULL, err)) !=
-                       HOV_OK) {
+            } else if ((e = add_dest(c, out, to, false, NULL, err)) != HOV_OK) {
                 return e;
             }
         }
@@ -218,8 +217,7 @@ route_match(const config *c, const Handover__Event *ev,
     }
     if (strcmp(type, "referral") == 0 && !consent_explicit(ev)) {
         for (size_t i = 0; i < out->n; i++)
-            if (!out->dest[i].dead &&
-                out->dest[i].agency == AGENCY_VOLUNTARY)
+            if (!out->dest[i].dead && out->dest[i].agency == AGENCY_VOLUNTARY)
                 return hov_fail(err, HOV_ECONSENT, 0,
                                 "consent required: no explicit consent "
                                 "recorded for referral to %s",
@@ -275,8 +273,7 @@ route_view_pack(const char *view, const uint8_t *stored, size_t len,
     /* The bodies share a union (oneof): only the one body_case names is
      * there. */
     Handover__Discharge *d =
-        ev->body_case == HANDOVER__EVENT__BODY_DISCHARGE ? ev->discharge
-                                                         : NULL;
+        ev->body_case == HANDOVER__EVENT__BODY_DISCHARGE ? ev->discharge : NULL;
     Handover__EquipmentOrder *eq =
         ev->body_case == HANDOVER__EVENT__BODY_EQUIPMENT_ORDER
             ? ev->equipment_order

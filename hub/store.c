@@ -1,12 +1,12 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 
 #include "handover/log.h"
@@ -39,8 +39,8 @@ struct store {
     MDB_dbi dbi[DB_N];
     size_t map_size;
     bool open;
-    bool in_write; /* a write txn is open */
-    bool broken;   /* LMDB said MDB_PANIC */
+    bool in_write;         /* a write txn is open */
+    bool broken;           /* LMDB said MDB_PANIC */
     uint64_t prealloc_end; /* the data file is allocated up to here */
     bool prealloc_warned;
     counters c;
@@ -69,8 +69,8 @@ store_mdb_err(hov_error *err, int rc, const char *what, const char *obj)
                         what, obj, mdb_strerror(rc));
     if (rc == MDB_MAP_FULL)
         return hov_fail(err, HOV_ESTOREFULL, rc,
-                        "%s %s: %s: raise map_size_mb, or drain queues",
-                        what, obj, mdb_strerror(rc));
+                        "%s %s: %s: raise map_size_mb, or drain queues", what,
+                        obj, mdb_strerror(rc));
     if (rc == ENOSPC || rc == EIO || rc == EROFS || rc == EDQUOT)
         return hov_fail(err, HOV_EIO, rc, "%s %s: %s", what, obj,
                         mdb_strerror(rc));
@@ -171,14 +171,14 @@ load_counters(store *s, MDB_txn *txn, hov_error *err)
                                &s->c.queue_next[q], err)) != HOV_OK)
             return e;
     }
-    if ((e = load_last_seq(s, txn, s->dbi[DB_EVENTS], NULL, 0,
-                           &s->c.event_next, err)) != HOV_OK)
+    if ((e = load_last_seq(s, txn, s->dbi[DB_EVENTS], NULL, 0, &s->c.event_next,
+                           err)) != HOV_OK)
         return e;
     if ((e = load_last_seq(s, txn, s->dbi[DB_DEAD], NULL, 0, &s->c.dead_next,
                            err)) != HOV_OK)
         return e;
-    if ((e = load_last_seq(s, txn, s->dbi[DB_AUDIT], NULL, 0,
-                           &s->c.audit_next, err)) != HOV_OK)
+    if ((e = load_last_seq(s, txn, s->dbi[DB_AUDIT], NULL, 0, &s->c.audit_next,
+                           err)) != HOV_OK)
         return e;
     /* An empty queue restarts at 1 after a restart. That is safe: a Settle
      * is honoured only for a delivery in flight to the settling session, and
@@ -192,8 +192,7 @@ load_counters(store *s, MDB_txn *txn, hov_error *err)
         if (rc != 0)
             return store_mdb_err(err, rc, "read", "audit chain head");
         Handover__Store__AuditRecord *r =
-            handover__store__audit_record__unpack(NULL, v.mv_size,
-                                                  v.mv_data);
+            handover__store__audit_record__unpack(NULL, v.mv_size, v.mv_data);
         if (r == NULL || r->hash.len != STORE_HASH_BYTES) {
             if (r)
                 handover__store__audit_record__free_unpacked(r, NULL);
@@ -340,8 +339,7 @@ store_begin(store *s, bool rdonly, store_txn **out, hov_error *err)
             s->broken = true;
         free(t);
         return store_mdb_err(err, rc, "begin",
-                             rdonly ? "read transaction"
-                                    : "write transaction");
+                             rdonly ? "read transaction" : "write transaction");
     }
     t->s = s;
     t->rdonly = rdonly;
@@ -494,8 +492,7 @@ store_event_find(store_txn *t, const char *id, uint64_t *seq,
     MDB_val v;
     uint8_t key[16];
     if (!uuid_bin(id, key))
-        return hov_fail(err, HOV_EINVAL, 0, "event id %.40s is not a UUID",
-                        id);
+        return hov_fail(err, HOV_EINVAL, 0, "event id %.40s is not a UUID", id);
     hov_err e = get_raw(t, DB_IDS, key, sizeof key, &v, id, err);
     if (e != HOV_OK)
         return e;
@@ -517,8 +514,7 @@ store_event_add(store_txn *t, const char *id,
         return hov_fail(err, HOV_ESTATE, 0, "cannot add event %s now", id);
     uint8_t key[16];
     if (!uuid_bin(id, key))
-        return hov_fail(err, HOV_EINVAL, 0, "event id %.40s is not a UUID",
-                        id);
+        return hov_fail(err, HOV_EINVAL, 0, "event id %.40s is not a UUID", id);
     uint8_t idx[8 + STORE_DIGEST_BYTES];
     uint8_t kb[8];
     uint64_t n = t->c.event_next;
@@ -528,8 +524,8 @@ store_event_add(store_txn *t, const char *id,
     MDB_val k = {8, kb}, v = {len, NULL};
     /* MDB_APPEND: the key is the largest so far, so LMDB fills the last
      * page instead of searching. */
-    int rc = mdb_put(t->txn, t->s->dbi[DB_EVENTS], &k, &v,
-                     MDB_RESERVE | MDB_APPEND);
+    int rc =
+        mdb_put(t->txn, t->s->dbi[DB_EVENTS], &k, &v, MDB_RESERVE | MDB_APPEND);
     if (rc != 0)
         return txn_fail(t, err, rc, "store event", id);
     uint8_t *dst = v.mv_data;
@@ -544,8 +540,8 @@ store_event_add(store_txn *t, const char *id,
 }
 
 hov_err
-store_event_read(store_txn *t, uint64_t seq, const uint8_t **data,
-                 size_t *len, hov_error *err)
+store_event_read(store_txn *t, uint64_t seq, const uint8_t **data, size_t *len,
+                 hov_error *err)
 {
     uint8_t kb[8];
     be64(kb, seq);
@@ -750,8 +746,8 @@ store_audit_append(store_txn *t, Handover__Store__AuditRecord *rec,
 }
 
 hov_err
-store_audit_scan(store_txn *t, uint64_t from_seq, store_audit_fn fn,
-                 void *arg, hov_error *err)
+store_audit_scan(store_txn *t, uint64_t from_seq, store_audit_fn fn, void *arg,
+                 hov_error *err)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_AUDIT], &cur);
@@ -766,8 +762,7 @@ store_audit_scan(store_txn *t, uint64_t from_seq, store_audit_fn fn,
         Handover__Store__AuditRecord *r =
             handover__store__audit_record__unpack(NULL, v.mv_size, v.mv_data);
         if (r == NULL) {
-            e = hov_fail(err, HOV_ESTORE, 0,
-                         "audit record %llu is unreadable",
+            e = hov_fail(err, HOV_ESTORE, 0, "audit record %llu is unreadable",
                          (unsigned long long)rd_be64(k.mv_data));
             break;
         }

@@ -42,7 +42,7 @@
 typedef struct store store;
 typedef struct store_txn store_txn;
 
-#define STORE_QUEUES 4 /* one per agency, config_agency numbers */
+#define STORE_QUEUES     4 /* one per agency, config_agency numbers */
 #define STORE_HASH_BYTES 32
 
 /* Create a closed store. Returns owned; free with store_free. */
@@ -87,7 +87,8 @@ HOV_NODISCARD hov_err store_begin(store *s, bool rdonly, store_txn **out,
 
 /* Commit and free txn, on every path (like mdb_txn_commit). Returns only
  * after the data is durable. A poisoned txn is aborted: HOV_ESTATE.
- * HOV_ESTOREFULL, HOV_EIO (disk full or I/O error while syncing), HOV_ESTORE. */
+ * HOV_ESTOREFULL, HOV_EIO (disk full or I/O error while syncing), HOV_ESTORE.
+ */
 HOV_NODISCARD hov_err store_commit(store_txn *txn, hov_error *err);
 
 /* Abort and free txn. NULL is a no-op. */
@@ -113,8 +114,8 @@ HOV_NODISCARD hov_err store_event_find(store_txn *txn, const char *event_id,
  * event_id with digest. *seq gets the event's sequence number. */
 HOV_NODISCARD hov_err store_event_add(store_txn *txn, const char *event_id,
                                       const uint8_t digest[STORE_DIGEST_BYTES],
-                                      size_t len, uint64_t *seq,
-                                      uint8_t **buf, hov_error *err);
+                                      size_t len, uint64_t *seq, uint8_t **buf,
+                                      hov_error *err);
 
 /* The serialised Event with this sequence number, borrowed from the map
  * until the txn ends (or, in a write txn, until the next write).
@@ -182,8 +183,8 @@ HOV_NODISCARD hov_err store_reply_put(store_txn *txn, uint64_t event_seq,
  * (BLAKE2b-256 over prev_hash and the record packed without its hash).
  * rec's byte fields point into txn-owned memory until the txn ends. */
 HOV_NODISCARD hov_err store_audit_append(store_txn *txn,
-                                        Handover__Store__AuditRecord *rec,
-                                        hov_error *err);
+                                         Handover__Store__AuditRecord *rec,
+                                         hov_error *err);
 
 typedef hov_err (*store_audit_fn)(void *arg,
                                   const Handover__Store__AuditRecord *rec,

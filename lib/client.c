@@ -40,10 +40,10 @@ struct hov_client {
     unsigned resend_ms;
     unsigned heartbeat_ms;
     char hub_instance[40];
-    bool hub_up;          /* the hub answered our latest Hello */
-    bool hello_unsent;    /* the last Hello could not be sent (no link) */
+    bool hub_up;       /* the hub answered our latest Hello */
+    bool hello_unsent; /* the last Hello could not be sent (no link) */
     uint64_t hello_sent_ms;
-    uint64_t last_rx_ms;  /* monotonic */
+    uint64_t last_rx_ms; /* monotonic */
     uint64_t last_tx_ms;
     uint64_t next_seq;
     pending *head, *tail; /* in order of (re)sending */
@@ -72,8 +72,7 @@ hov_client_new(hov_client **out, const hov_client_opts *o, hov_error *err)
     if (o->name && o->name[0])
         snprintf(c->name, sizeof c->name, "%s", o->name);
     else
-        snprintf(c->name, sizeof c->name, "%s-%ld", o->agency,
-                 (long)getpid());
+        snprintf(c->name, sizeof c->name, "%s-%ld", o->agency, (long)getpid());
     c->consume = o->consume;
     c->credit = o->credit ? o->credit : 64;
     c->resend_ms = o->resend_ms ? o->resend_ms : 10000;
@@ -85,8 +84,7 @@ hov_client_new(hov_client **out, const hov_client_opts *o, hov_error *err)
         return e;
     }
     c->ctx = zmq_ctx_new();
-    if (c->ctx == NULL ||
-        (c->sock = zmq_socket(c->ctx, ZMQ_DEALER)) == NULL) {
+    if (c->ctx == NULL || (c->sock = zmq_socket(c->ctx, ZMQ_DEALER)) == NULL) {
         e = zfail(err, "client socket");
         hov_client_free(c);
         return e;
@@ -197,8 +195,8 @@ send_pending(hov_client *c, pending *p)
 }
 
 hov_err
-hov_client_publish(hov_client *c, const uint8_t *data, size_t len,
-                   void *user, uint64_t *seq, hov_error *err)
+hov_client_publish(hov_client *c, const uint8_t *data, size_t len, void *user,
+                   uint64_t *seq, hov_error *err)
 {
     pending *p = malloc(sizeof *p + len);
     if (p == NULL)
@@ -270,8 +268,7 @@ tick(hov_client *c)
         else
             hub_lost(c, "no frame from the hub for 3 heartbeats");
     }
-    if (!c->hub_up &&
-        now - c->hello_sent_ms >= (c->hello_unsent ? 20 : hb))
+    if (!c->hub_up && now - c->hello_sent_ms >= (c->hello_unsent ? 20 : hb))
         client_hello(c);
     if (c->hub_up && now - c->last_tx_ms >= hb) {
         Handover__Heartbeat h = HANDOVER__HEARTBEAT__INIT;
@@ -317,9 +314,8 @@ absorb(hov_client *c, Handover__Frame *f, void **user)
         return false;
     case HANDOVER__FRAME__KIND_ACK:
     case HANDOVER__FRAME__KIND_NAK: {
-        uint64_t seq = f->kind_case == HANDOVER__FRAME__KIND_ACK
-                           ? f->ack->seq
-                           : f->nak->seq;
+        uint64_t seq = f->kind_case == HANDOVER__FRAME__KIND_ACK ? f->ack->seq
+                                                                 : f->nak->seq;
         if (f->kind_case == HANDOVER__FRAME__KIND_NAK &&
             f->nak->code == HANDOVER__NAK_CODE__HOV_ESESSION) {
             /* The hub does not know us (it restarted): the publish stays
@@ -405,8 +401,8 @@ recv_one(hov_client *c, Handover__Frame **out, void **user, hov_error *err)
         }
         Handover__Frame *f = NULL;
         hov_error derr = {0};
-        hov_err d = hov_frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), &f,
-                                     &derr);
+        hov_err d =
+            hov_frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), &f, &derr);
         zmq_msg_close(&m);
         if (d != HOV_OK) {
             hov_warn("client=%s: unreadable frame from the hub: %s", c->name,
@@ -445,8 +441,8 @@ hov_client_next(hov_client *c, int timeout_ms, hov_msg *msg, hov_error *err)
         free(s);
         return HOV_OK;
     }
-    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX
-                                       : hov_mono_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline =
+        timeout_ms < 0 ? UINT64_MAX : hov_mono_ms() + (uint64_t)timeout_ms;
     for (;;) {
         tick(c);
         Handover__Frame *f = NULL;

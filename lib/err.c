@@ -7,8 +7,8 @@ const char *
 hov_strerror(hov_err code)
 {
     switch (code) {
-#define HOV_ERR_STR(name, num, text)                                          \
-    case HOV_##name:                                                          \
+#define HOV_ERR_STR(name, num, text)                                           \
+    case HOV_##name:                                                           \
         return "HOV_" #name ": " text;
         HOV_ERR_MAP(HOV_ERR_STR)
 #undef HOV_ERR_STR
@@ -20,8 +20,8 @@ const char *
 hov_errname(hov_err code)
 {
     switch (code) {
-#define HOV_ERR_NAME(name, num, text)                                         \
-    case HOV_##name:                                                          \
+#define HOV_ERR_NAME(name, num, text)                                          \
+    case HOV_##name:                                                           \
         return "HOV_" #name;
         HOV_ERR_MAP(HOV_ERR_NAME)
 #undef HOV_ERR_NAME

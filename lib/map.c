@@ -142,8 +142,8 @@ hov_map_del(hov_map *m, const void *key, size_t klen)
          j = (j + 1) & mask) {
         size_t home = m->slots[j].hash & mask;
         /* Move j into hole i unless its home lies cyclically in (i, j]. */
-        int in_range = (i <= j) ? (home > i && home <= j)
-                                : (home > i || home <= j);
+        int in_range =
+            (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (!in_range) {
             m->slots[i] = m->slots[j];
             m->slots[j].key = NULL;

@@ -10,7 +10,7 @@ packages=(
   libzmq3-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev libcriterion-dev libyaml-dev libsodium-dev libjansson-dev
   libcurl4-openssl-dev libhttp-parser-dev
-  clang # for the libFuzzer build
+  clang clang-format git # clang: the libFuzzer build; clang-format: tools/check-style
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 
+echo "=== style (tools/check-style)"
+bash tools/check-style
+
 run_suite() {
     local name=$1 dir=$2
     shift 2

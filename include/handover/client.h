@@ -27,15 +27,15 @@
 typedef struct hov_client hov_client;
 
 typedef struct hov_client_opts {
-    const char *agency;   /* gp | nursing | social | voluntary: required */
-    const char *name;     /* stable client name, used as the ZeroMQ routing
-                             id; a restarted adapter that keeps its name gets
-                             its unsettled deliveries back at once. Default:
-                             "<agency>-<pid>" */
-    bool consume;         /* receive this agency's deliveries */
-    unsigned credit;      /* max unsettled deliveries held; default 64 */
-    unsigned resend_ms;   /* resend a publish unanswered this long;
-                             default 10000 */
+    const char *agency; /* gp | nursing | social | voluntary: required */
+    const char *name;   /* stable client name, used as the ZeroMQ routing
+                           id; a restarted adapter that keeps its name gets
+                           its unsettled deliveries back at once. Default:
+                           "<agency>-<pid>" */
+    bool consume;       /* receive this agency's deliveries */
+    unsigned credit;    /* max unsettled deliveries held; default 64 */
+    unsigned resend_ms; /* resend a publish unanswered this long;
+                           default 10000 */
 } hov_client_opts;
 
 typedef enum hov_msg_kind {
@@ -50,21 +50,21 @@ typedef enum hov_msg_kind {
 typedef struct hov_msg {
     hov_msg_kind kind;
     /* ACK and NAK */
-    uint64_t seq;          /* the publish it answers */
-    void *user;            /* the user pointer given to hov_client_publish */
-    const char *event_id;  /* may be "" on a NAK for an unreadable frame */
-    bool duplicate;        /* ACK: the hub already held this event */
-    const char *warning;   /* ACK: "" or what part of the routing failed */
-    size_t n_routed;       /* ACK: destinations */
+    uint64_t seq;         /* the publish it answers */
+    void *user;           /* the user pointer given to hov_client_publish */
+    const char *event_id; /* may be "" on a NAK for an unreadable frame */
+    bool duplicate;       /* ACK: the hub already held this event */
+    const char *warning;  /* ACK: "" or what part of the routing failed */
+    size_t n_routed;      /* ACK: destinations */
     char *const *routed_to;
-    hov_err code;          /* NAK: why, as a code */
-    const char *reason;    /* NAK: a sentence a person can act on */
-    bool temporary;        /* NAK: resend later unchanged */
+    hov_err code;       /* NAK: why, as a code */
+    const char *reason; /* NAK: a sentence a person can act on */
+    bool temporary;     /* NAK: resend later unchanged */
     /* DELIVER */
     uint64_t delivery_id;
     const char *destination;
     uint32_t attempt;
-    const uint8_t *event;  /* serialised handover.Event, in the view */
+    const uint8_t *event; /* serialised handover.Event, in the view */
     size_t event_len;
     const char *view;
 } hov_msg;
@@ -86,8 +86,8 @@ HOV_NODISCARD hov_err hov_client_connect(hov_client *c, const char *endpoint,
  * hub answers; *seq (may be NULL) gets the number the Ack or Nak will carry,
  * and user comes back in that hov_msg. HOV_ENOMEM. */
 HOV_NODISCARD hov_err hov_client_publish(hov_client *c, const uint8_t *data,
-                                         size_t len, void *user,
-                                         uint64_t *seq, hov_error *err);
+                                         size_t len, void *user, uint64_t *seq,
+                                         hov_error *err);
 
 /* Wait up to timeout_ms (0: poll, -1: for ever) for one message and fill
  * *msg; HOV_OK with msg->kind HOV_MSG_NONE on timeout. Also sends
@@ -117,8 +117,8 @@ typedef enum hov_settle {
  * hub is unreachable now; the hub will deliver it again, so the partner
  * must deduplicate (it does, by the event id). */
 HOV_NODISCARD hov_err hov_client_settle(hov_client *c, uint64_t delivery_id,
-                                        hov_settle outcome,
-                                        const char *reason, hov_error *err);
+                                        hov_settle outcome, const char *reason,
+                                        hov_error *err);
 
 /* Change the number of unsettled deliveries this client will hold. */
 HOV_NODISCARD hov_err hov_client_set_credit(hov_client *c, unsigned credit,

@@ -22,8 +22,7 @@
  *   (EHOSTUNREACH with ZMQ_ROUTER_MANDATORY); nothing was sent.
  * HOV_ENOMEM, HOV_ESYS: nothing was sent. */
 HOV_NODISCARD hov_err hov_frame_send(void *sock, const void *id, size_t idlen,
-                                     const Handover__Frame *f,
-                                     hov_error *err);
+                                     const Handover__Frame *f, hov_error *err);
 
 /* Decode one Frame from bytes. Returns owned, free with
  * handover__frame__free_unpacked(f, NULL).

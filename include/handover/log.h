@@ -1,6 +1,7 @@
 /* Logging for every Handover program: one line per record on stderr,
  *
- *   2026-11-23T22:55:01.123Z handover-hub WARN nak event=<id> code=... reason="..."
+ *   2026-11-23T22:55:01.123Z handover-hub WARN nak event=<id> code=...
+ * reason="..."
  *
  * time (UTC), program name, level, then the message. Messages follow the
  * convention "what key=value ...", naming the event id where there is one.
@@ -34,9 +35,9 @@ int hov_log_level_parse(const char *s);
 /* Write one record. Safe from any thread: one write(2) per line. */
 void hov_log(hov_log_level level, const char *fmt, ...) HOV_PRINTF(2, 3);
 
-#define hov_debug(...) hov_log(HOV_LOG_DEBUG, __VA_ARGS__)
-#define hov_info(...) hov_log(HOV_LOG_INFO, __VA_ARGS__)
-#define hov_warn(...) hov_log(HOV_LOG_WARN, __VA_ARGS__)
+#define hov_debug(...)  hov_log(HOV_LOG_DEBUG, __VA_ARGS__)
+#define hov_info(...)   hov_log(HOV_LOG_INFO, __VA_ARGS__)
+#define hov_warn(...)   hov_log(HOV_LOG_WARN, __VA_ARGS__)
 #define hov_errorf(...) hov_log(HOV_LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -36,7 +36,7 @@ size_t hov_map_count(const hov_map *m);
 
 /* Iterate: start with *pos = 0; returns 0 at the end. The map must not be
  * changed during the iteration. */
-int hov_map_next(const hov_map *m, size_t *pos, const void **key,
-                 size_t *klen, void **value);
+int hov_map_next(const hov_map *m, size_t *pos, const void **key, size_t *klen,
+                 void **value);
 
 #endif

@@ -16,8 +16,8 @@
 #include "harness.h"
 
 #define N_EVENTS 4000
-#define WINDOW 200
-#define KILLS 6
+#define WINDOW   200
+#define KILLS    6
 
 typedef struct seen {
     bool acked;
@@ -49,8 +49,7 @@ drain(run *r, hov_client *pub, hov_client *cons)
     hov_msg m;
     hov_error err = {0};
     for (;;) {
-        cr_assert(hov_client_next(pub, 0, &m, &err) == HOV_OK, "%s",
-                  err.msg);
+        cr_assert(hov_client_next(pub, 0, &m, &err) == HOV_OK, "%s", err.msg);
         if (m.kind == HOV_MSG_NONE)
             break;
         if (m.kind == HOV_MSG_ACK) {
@@ -64,8 +63,7 @@ drain(run *r, hov_client *pub, hov_client *cons)
         }
     }
     for (;;) {
-        cr_assert(hov_client_next(cons, 0, &m, &err) == HOV_OK, "%s",
-                  err.msg);
+        cr_assert(hov_client_next(cons, 0, &m, &err) == HOV_OK, "%s", err.msg);
         if (m.kind == HOV_MSG_NONE)
             break;
         if (m.kind != HOV_MSG_DELIVER)
@@ -103,14 +101,15 @@ crash_round(unsigned seed)
     run r = {0};
     hov_error err = {0};
     cr_assert(hov_map_new(&r.ids, &err) == HOV_OK);
-    static const char *patients[] = {"9992468130", "9994127357",
-                                     "9993001007", "9995050501",
-                                     "9996118428", "9997345207",
+    static const char *patients[] = {"9992468130", "9994127357", "9993001007",
+                                     "9995050501", "9996118428", "9997345207",
                                      "9998765439", "9992024682"};
-    hov_client_opts po = {.agency = "gp", .name = "crash-pub",
-                          .resend_ms = 2000};
-    hov_client_opts co = {.agency = "nursing", .name = "crash-cons",
-                          .consume = true, .credit = 64};
+    hov_client_opts po = {
+        .agency = "gp", .name = "crash-pub", .resend_ms = 2000};
+    hov_client_opts co = {.agency = "nursing",
+                          .name = "crash-cons",
+                          .consume = true,
+                          .credit = 64};
     hov_client *pub, *cons;
     cr_assert(hov_client_new(&pub, &po, &err) == HOV_OK);
     cr_assert(hov_client_new(&cons, &co, &err) == HOV_OK);
@@ -191,13 +190,12 @@ crash_round(unsigned seed)
                           m.event_id);
             memcpy(x->digest, d, 32);
             x->delivered++;
-            cr_assert(hov_client_settle(cons, m.delivery_id,
-                                        HOV_SETTLE_DONE, NULL,
-                                        &err) == HOV_OK);
+            cr_assert(hov_client_settle(cons, m.delivery_id, HOV_SETTLE_DONE,
+                                        NULL, &err) == HOV_OK);
         }
     }
-    cr_log_info("seed=%u kills=%d acked=%d deliveries=%d redeliveries=%d",
-                seed, kills, r.acked, r.deliveries, r.redeliveries);
+    cr_log_info("seed=%u kills=%d acked=%d deliveries=%d redeliveries=%d", seed,
+                kills, r.acked, r.deliveries, r.redeliveries);
     hov_client_free(pub);
     hov_client_free(cons);
     th_hub_stop(&hub);

@@ -3,13 +3,13 @@
  * letters, outcomes. */
 #include <criterion/criterion.h>
 #include <lmdb.h>
-#include <zmq.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
-#include "harness.h"
 #include "handover/timeutil.h"
+#include "harness.h"
 #include "store.h"
 
 #define T 30 /* seconds per test */
@@ -17,8 +17,8 @@
 static th_hub hub;
 
 static const char *fast[] = {
-    "--set", "heartbeat_ms=200",     "--set", "backoff_initial_ms=100",
-    "--set", "backoff_max_ms=400",   NULL,
+    "--set", "heartbeat_ms=200",   "--set", "backoff_initial_ms=100",
+    "--set", "backoff_max_ms=400", NULL,
 };
 
 static void
@@ -40,8 +40,7 @@ static void
 settle(hov_client *c, const hov_msg *m, hov_settle how, const char *reason)
 {
     hov_error err = {0};
-    cr_assert(hov_client_settle(c, m->delivery_id, how, reason, &err) ==
-                  HOV_OK,
+    cr_assert(hov_client_settle(c, m->delivery_id, how, reason, &err) == HOV_OK,
               "settle: %s", err.msg);
 }
 
@@ -279,11 +278,9 @@ count_dead(void *arg, uint64_t seq, const Handover__Store__DeadLetter *d,
 {
     (void)seq;
     (void)err;
-    char *out = arg;
-    strncat(out, d->destination, 40);
-    strncat(out, ": ", 3);
-    strncat(out, d->reason, 300);
-    strncat(out, "\n", 2);
+    char *out = arg; /* 4096 bytes, see dead_letters */
+    size_t used = strlen(out);
+    snprintf(out + used, 4096 - used, "%s: %s\n", d->destination, d->reason);
     return HOV_OK;
 }
 
@@ -325,19 +322,17 @@ Test(hub, per_patient_ordering)
     th_next_delivery(nursing, 5000, &m2, NULL);
     char second[40];
     snprintf(second, sizeof second, "%s", m2.event_id);
-    cr_assert((strcmp(first, a.event_id) == 0 &&
-               strcmp(second, c.event_id) == 0) ||
-                  (strcmp(first, c.event_id) == 0 &&
-                   strcmp(second, a.event_id) == 0),
-              "A and C first, got %s and %s", first, second);
-    uint64_t a_id =
-        strcmp(first, a.event_id) == 0 ? first_id : m2.delivery_id;
+    cr_assert(
+        (strcmp(first, a.event_id) == 0 && strcmp(second, c.event_id) == 0) ||
+            (strcmp(first, c.event_id) == 0 && strcmp(second, a.event_id) == 0),
+        "A and C first, got %s and %s", first, second);
+    uint64_t a_id = strcmp(first, a.event_id) == 0 ? first_id : m2.delivery_id;
     th_no_delivery(nursing, 500);
 
     /* A asks for a retry: B still waits; A comes back after its back-off. */
     hov_error err = {0};
-    cr_assert(hov_client_settle(nursing, a_id, HOV_SETTLE_RETRY,
-                                "partner busy", &err) == HOV_OK);
+    cr_assert(hov_client_settle(nursing, a_id, HOV_SETTLE_RETRY, "partner busy",
+                                &err) == HOV_OK);
     hov_msg m;
     th_next_delivery(nursing, 5000, &m, NULL);
     cr_assert_str_eq(m.event_id, a.event_id,
@@ -465,8 +460,8 @@ Test(hub, frames_the_hub_refuses)
         Handover__Frame *f = handover__frame__unpack(NULL, (size_t)n, buf);
         cr_assert_not_null(f);
         cr_assert_eq(f->kind_case, HANDOVER__FRAME__KIND_NAK, "case %zu", i);
-        cr_assert_eq((int)f->nak->code, (int)cases[i].code,
-                     "case %zu: %s", i, f->nak->reason);
+        cr_assert_eq((int)f->nak->code, (int)cases[i].code, "case %zu: %s", i,
+                     f->nak->reason);
         cr_assert(f->nak->reason[0], "case %zu: reason", i);
         handover__frame__free_unpacked(f, NULL);
     }
@@ -474,8 +469,11 @@ Test(hub, frames_the_hub_refuses)
     size_t big = (1 << 20) + 128 * 1024;
     uint8_t *huge = calloc(1, big);
     huge[0] = 0x12; /* Frame.publish */
-    huge[1] = 0x80; huge[2] = 0x80; huge[3] = 0x48; /* length 1179648 */
-    huge[4] = 0x08; huge[5] = 42;                  /* seq 42 */
+    huge[1] = 0x80;
+    huge[2] = 0x80;
+    huge[3] = 0x48; /* length 1179648 */
+    huge[4] = 0x08;
+    huge[5] = 42; /* seq 42 */
     cr_assert(zmq_send(sock, huge, big, 0) >= 0);
     free(huge);
     int n = zmq_recv(sock, buf, sizeof buf, 0);

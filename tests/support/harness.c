@@ -5,13 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <sys/stat.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,8 +22,8 @@ int
 th_ms(int ms)
 {
     const char *m = getenv("HANDOVER_TEST_TIMEOUT_MULTIPLIER");
-    int k = m ? atoi(m) : 1; /* NOLINT: test-only, a bad value means 0 */
-    return ms * (k > 0 ? k : 1);
+    long k = m ? strtol(m, NULL, 10) : 1; /* a bad value reads as 1 */
+    return ms * (int)(k > 0 && k < 100 ? k : 1);
 }
 
 void
@@ -212,8 +212,7 @@ th_hub_stop(th_hub *h)
     int st = 0;
     uint64_t deadline = hov_mono_ms() + (uint64_t)th_ms(10000);
     pid_t r = 0;
-    while (hov_mono_ms() < deadline &&
-           (r = waitpid(h->pid, &st, WNOHANG)) == 0)
+    while (hov_mono_ms() < deadline && (r = waitpid(h->pid, &st, WNOHANG)) == 0)
         usleep(10000);
     if (r != h->pid) {
         th_hub_kill(h, SIGKILL);
@@ -252,8 +251,8 @@ th_client(const th_hub *h, const char *agency, const char *name, bool consume,
     hov_client *c = NULL;
     hov_error err = {0};
     cr_assert(hov_client_new(&c, &o, &err) == HOV_OK, "client: %s", err.msg);
-    cr_assert(hov_client_connect(c, h->endpoint, &err) == HOV_OK,
-              "connect: %s", err.msg);
+    cr_assert(hov_client_connect(c, h->endpoint, &err) == HOV_OK, "connect: %s",
+              err.msg);
     return c;
 }
 

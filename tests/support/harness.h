@@ -20,9 +20,9 @@ int th_ms(int ms);
 
 typedef struct th_hub {
     pid_t pid;
-    char dir[256];      /* data folder */
+    char dir[256]; /* data folder */
     char endpoint[64];
-    char log[300];      /* the hub's stderr */
+    char log[300]; /* the hub's stderr */
     int port;
     const char *args[32];
     int nargs;

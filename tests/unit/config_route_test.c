@@ -40,11 +40,11 @@ Test(config, default_is_valid)
 Test(config, errors_name_line_and_key)
 {
     hov_error err = {0};
-    cr_assert_eq(config_load_string(&cfg, "hub:\n  enpoint: x\n", "t.yaml",
-                                    &err),
-                 HOV_ECONFIG);
-    cr_assert(strstr(err.msg, "t.yaml:2") && strstr(err.msg, "enpoint"),
-              "%s", err.msg);
+    cr_assert_eq(
+        config_load_string(&cfg, "hub:\n  enpoint: x\n", "t.yaml", &err),
+        HOV_ECONFIG);
+    cr_assert(strstr(err.msg, "t.yaml:2") && strstr(err.msg, "enpoint"), "%s",
+              err.msg);
     config_fini(&cfg);
 
     hov_error_clear(&err);
@@ -164,8 +164,8 @@ Test(config, views_leave_fields_out)
     cr_assert_str_eq(ev->patient->nhs_number, "9992468130");
     handover__event__free_unpacked(ev, NULL);
     free((void *)out);
-    cr_assert_eq(route_view_pack("nosuch", buf, len, "2026-01-01", &out,
-                                 &olen, &owned, &err),
+    cr_assert_eq(route_view_pack("nosuch", buf, len, "2026-01-01", &out, &olen,
+                                 &owned, &err),
                  HOV_ECONFIG);
     free(buf);
 }

@@ -9,21 +9,20 @@ Test(err, nak_codes_match_hov_err, .timeout = 10)
 {
     const ProtobufCEnumDescriptor *d = &handover__nak_code__descriptor;
     unsigned n = 0;
-#define CHECK(nm, num, text)                                                \
-    do {                                                                      \
-        const ProtobufCEnumValue *v =                                         \
-            protobuf_c_enum_descriptor_get_value(d, num);                     \
-        cr_assert_not_null(v, "NakCode has no value %d (HOV_" #nm ")",     \
-                           num);                                              \
-        cr_assert_str_eq(v->name, "HOV_" #nm,                               \
-                         "NakCode %d is %s, err.h says HOV_" #nm, num,     \
-                         v->name);                                            \
-        n++;                                                                  \
+#define CHECK(nm, num, text)                                                   \
+    do {                                                                       \
+        const ProtobufCEnumValue *v =                                          \
+            protobuf_c_enum_descriptor_get_value(d, num);                      \
+        cr_assert_not_null(v, "NakCode has no value %d (HOV_" #nm ")", num);   \
+        cr_assert_str_eq(v->name, "HOV_" #nm,                                  \
+                         "NakCode %d is %s, err.h says HOV_" #nm, num,         \
+                         v->name);                                             \
+        n++;                                                                   \
     } while (0);
     HOV_ERR_MAP(CHECK)
 #undef CHECK
-    cr_assert_eq(n, d->n_values, "NakCode has %u values, err.h %u",
-                 d->n_values, n);
+    cr_assert_eq(n, d->n_values, "NakCode has %u values, err.h %u", d->n_values,
+                 n);
 }
 
 Test(err, strerror_and_first_failure_wins, .timeout = 10)

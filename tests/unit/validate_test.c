@@ -528,7 +528,10 @@ static char *bad_utf8_given[] = {"Edith", "\xc0\xaf"};
       s->source_org.name = "\xf5\x80\x80\x80")
 
 #define BREAK_FN(name, type, code, needle, change)                             \
-    static void break_##name(hov_sample *s) { change; }
+    static void break_##name(hov_sample *s)                                    \
+    {                                                                          \
+        change;                                                                \
+    }
 BREAKAGES(BREAK_FN)
 #undef BREAK_FN
 

@@ -29,15 +29,15 @@
 #include "handover/timeutil.h"
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:7400"
-#define RUN_LIMIT_MS 30000  /* everything must have arrived by then */
-#define HELLO_LIMIT_MS 5000 /* every client must have met the hub by then */
-#define STEP_WAIT_MS 3000   /* per scripted event, to keep the story tidy */
-#define POLL_MS 20
-#define RESEND_MS 200       /* after a temporary Nak */
-#define MAX_ROUNDS 1000
-#define MAX_EXPECT 3
-#define UNCONFIGURED_GP "Z99009"
-#define LINE_MAX_CHARS 400
+#define RUN_LIMIT_MS     30000 /* everything must have arrived by then */
+#define HELLO_LIMIT_MS   5000  /* every client must have met the hub by then */
+#define STEP_WAIT_MS     3000  /* per scripted event, to keep the story tidy */
+#define POLL_MS          20
+#define RESEND_MS        200 /* after a temporary Nak */
+#define MAX_ROUNDS       1000
+#define MAX_EXPECT       3
+#define UNCONFIGURED_GP  "Z99009"
+#define LINE_MAX_CHARS   400
 
 /* ------------------------------------------------------------ clients --- */
 
@@ -79,62 +79,89 @@ typedef enum expect_result {
 
 /* One event a round raises, and what the hub should make of it. */
 typedef struct step {
-    const char *what;          /* for people */
-    const char *type;          /* hov_sample_init type */
+    const char *what; /* for people */
+    const char *type; /* hov_sample_init type */
     const char *nhs;
     int publisher;
-    const char *source;        /* NULL: the sample's own */
-    const char *service;       /* referral: NULL keeps district-nursing */
-    const char *destination;   /* a named destination, or NULL */
+    const char *source;      /* NULL: the sample's own */
+    const char *service;     /* referral: NULL keeps district-nursing */
+    const char *destination; /* a named destination, or NULL */
     bool explicit_consent;
     int pathway;               /* discharge only */
     const char *registered_gp; /* NULL: the patient's own practice */
     bool no_follow_up;         /* pathway 0: nothing new to follow up */
     expect_result result;
-    hov_err nak_code;          /* EXPECT_NAK */
+    hov_err nak_code; /* EXPECT_NAK */
     const char *deliver_to[MAX_EXPECT];
-    const char *answered_by;   /* the destination that sends an outcome */
+    const char *answered_by; /* the destination that sends an outcome */
     const char *answer_status;
 } step;
 
 static const step script[] = {
     {.what = "GP Z99001 refers a patient to district nursing",
-     .type = "referral", .nhs = "9996118428", .publisher = PUB_GP,
-     .service = "district-nursing", .result = EXPECT_ACK,
-     .deliver_to = {"RZZ40"}, .answered_by = "RZZ40",
+     .type = "referral",
+     .nhs = "9996118428",
+     .publisher = PUB_GP,
+     .service = "district-nursing",
+     .result = EXPECT_ACK,
+     .deliver_to = {"RZZ40"},
+     .answered_by = "RZZ40",
      .answer_status = "accepted"},
     {.what = "GP Z99001 makes a social prescribing referral to "
              "local:VCS-0002, with explicit consent",
-     .type = "referral", .nhs = "9997345207", .publisher = PUB_GP,
-     .service = "social-prescribing", .destination = "local:VCS-0002",
-     .explicit_consent = true, .result = EXPECT_ACK,
-     .deliver_to = {"local:VCS-0002"}, .answered_by = "local:VCS-0002",
+     .type = "referral",
+     .nhs = "9997345207",
+     .publisher = PUB_GP,
+     .service = "social-prescribing",
+     .destination = "local:VCS-0002",
+     .explicit_consent = true,
+     .result = EXPECT_ACK,
+     .deliver_to = {"local:VCS-0002"},
+     .answered_by = "local:VCS-0002",
      .answer_status = "accepted"},
     {.what = "community nursing RZZ40 asks adult social care for an "
              "assessment",
-     .type = "referral", .nhs = "9993001007", .publisher = PUB_NURSING,
-     .source = "RZZ40", .service = "adult-social-care-assessment",
-     .result = EXPECT_ACK, .deliver_to = {"Z9Z9Z"}},
+     .type = "referral",
+     .nhs = "9993001007",
+     .publisher = PUB_NURSING,
+     .source = "RZZ40",
+     .service = "adult-social-care-assessment",
+     .result = EXPECT_ACK,
+     .deliver_to = {"Z9Z9Z"}},
     {.what = "hospital RZZ01 discharges a patient on pathway 1",
-     .type = "discharge", .nhs = "9992468130", .publisher = PUB_NURSING,
-     .pathway = 1, .result = EXPECT_ACK,
+     .type = "discharge",
+     .nhs = "9992468130",
+     .publisher = PUB_NURSING,
+     .pathway = 1,
+     .result = EXPECT_ACK,
      .deliver_to = {"Z99001", "RZZ40", "Z9Z9Z"}},
     {.what = "hospital RZZ01 discharges a patient on pathway 0 whose "
              "practice " UNCONFIGURED_GP " is not configured",
-     .type = "discharge", .nhs = "9998765439", .publisher = PUB_NURSING,
-     .pathway = 0, .registered_gp = UNCONFIGURED_GP, .no_follow_up = true,
+     .type = "discharge",
+     .nhs = "9998765439",
+     .publisher = PUB_NURSING,
+     .pathway = 0,
+     .registered_gp = UNCONFIGURED_GP,
+     .no_follow_up = true,
      .result = EXPECT_WARNING},
     {.what = "district nurse RZZ40 orders equipment from the equipment "
              "service 8ZZ99",
-     .type = "equipment_order", .nhs = "9992468130",
-     .publisher = PUB_NURSING, .result = EXPECT_ACK,
-     .deliver_to = {"8ZZ99"}, .answered_by = "8ZZ99",
+     .type = "equipment_order",
+     .nhs = "9992468130",
+     .publisher = PUB_NURSING,
+     .result = EXPECT_ACK,
+     .deliver_to = {"8ZZ99"},
+     .answered_by = "8ZZ99",
      .answer_status = "accepted"},
     {.what = "the council Z9Z9Z sends a referral with a mistyped NHS "
              "number (wrong check digit)",
-     .type = "referral", .nhs = "9994127358", .publisher = PUB_SOCIAL,
-     .source = "Z9Z9Z", .service = "district-nursing",
-     .result = EXPECT_NAK, .nak_code = HOV_ENHSNUMBER},
+     .type = "referral",
+     .nhs = "9994127358",
+     .publisher = PUB_SOCIAL,
+     .source = "Z9Z9Z",
+     .service = "district-nursing",
+     .result = EXPECT_NAK,
+     .nak_code = HOV_ENHSNUMBER},
 };
 
 #define N_STEPS (sizeof script / sizeof script[0])
@@ -146,23 +173,23 @@ typedef enum rec_state { R_WAITING, R_ACCEPTED, R_REFUSED } rec_state;
 /* One event this demo published, and what became of it. */
 typedef struct record {
     char event_id[37];
-    char nhs[16];               /* as published; "" if the sender had none */
+    char nhs[16]; /* as published; "" if the sender had none */
     char what[200];
     char source[HOV_SAMPLE_CODE_CAP];
     const char *type;
     int round;
-    int client;                 /* the client that publishes it */
-    const step *step;           /* NULL for an outcome */
-    struct record *answers;     /* outcome: the request it answers */
-    struct record *outcome;     /* request: its outcome, once published */
-    uint8_t *data;              /* packed, kept for resends until answered */
+    int client;             /* the client that publishes it */
+    const step *step;       /* NULL for an outcome */
+    struct record *answers; /* outcome: the request it answers */
+    struct record *outcome; /* request: its outcome, once published */
+    uint8_t *data;          /* packed, kept for resends until answered */
     size_t len;
     rec_state state;
-    uint64_t resend_at;         /* monotonic ms; 0: nothing to resend */
+    uint64_t resend_at; /* monotonic ms; 0: nothing to resend */
     const char *expect[MAX_EXPECT];
     size_t n_expect;
-    bool routed[MAX_EXPECT];    /* named in the Ack */
-    bool got[MAX_EXPECT];       /* delivered there */
+    bool routed[MAX_EXPECT]; /* named in the Ack */
+    bool got[MAX_EXPECT];    /* delivered there */
     /* Delivery lines that arrived before the Ack was read (the consumer's
      * socket was drained first): printed after the Ack's line. */
     char held[MAX_EXPECT][LINE_MAX_CHARS];
@@ -204,8 +231,8 @@ vline(char line[LINE_MAX_CHARS], const char *verb, const char *type,
              nhs_shown(nhs), rest);
 }
 
-static void HOV_PRINTF(4, 5)
-say(const char *verb, const char *type, const char *nhs, const char *fmt, ...)
+static void HOV_PRINTF(4, 5) say(const char *verb, const char *type,
+                                 const char *nhs, const char *fmt, ...)
 {
     char line[LINE_MAX_CHARS];
     va_list ap;
@@ -217,8 +244,8 @@ say(const char *verb, const char *type, const char *nhs, const char *fmt, ...)
 
 /* As say, but held back while r's own Ack or Nak is still unread. */
 static void HOV_PRINTF(5, 6)
-say_after(record *r, const char *verb, const char *type, const char *nhs,
-          const char *fmt, ...)
+    say_after(record *r, const char *verb, const char *type, const char *nhs,
+              const char *fmt, ...)
 {
     char line[LINE_MAX_CHARS];
     va_list ap;
@@ -241,7 +268,7 @@ print_held(record *r)
 
 /* Something the hub did differently from the script: the demo will fail. */
 static void HOV_PRINTF(3, 4)
-surprise(demo *d, const record *r, const char *fmt, ...)
+    surprise(demo *d, const record *r, const char *fmt, ...)
 {
     char msg[600];
     va_list ap;
@@ -325,8 +352,7 @@ static hov_err
 publish(demo *d, record *r, hov_error *err)
 {
     r->resend_at = 0;
-    return hov_client_publish(d->c[r->client], r->data, r->len, r, NULL,
-                              err);
+    return hov_client_publish(d->c[r->client], r->data, r->len, r, NULL, err);
 }
 
 /* Keep s's packed bytes in r and publish them. */
@@ -535,8 +561,8 @@ static void
 print_delivery(const hov_msg *m, const Handover__Event *ev, record *r,
                bool first)
 {
-    const char *src = ev->source && ev->source->org ? ev->source->org->code
-                                                     : "?";
+    const char *src =
+        ev->source && ev->source->org ? ev->source->org->code : "?";
     const char *nhs = ev->patient ? ev->patient->nhs_number : "";
     char note[160];
     size_t n = (size_t)snprintf(note, sizeof note, "(view %s", m->view);
@@ -547,8 +573,7 @@ print_delivery(const hov_msg *m, const Handover__Event *ev, record *r,
         n += (size_t)snprintf(note + n, sizeof note - n, ", attempt %u",
                               m->attempt);
     if (r == NULL && n < sizeof note)
-        n += (size_t)snprintf(note + n, sizeof note - n,
-                              ", not from this run");
+        n += (size_t)snprintf(note + n, sizeof note - n, ", not from this run");
     else if (!first && n < sizeof note)
         n += (size_t)snprintf(note + n, sizeof note - n, ", again");
     if (n < sizeof note)
@@ -572,13 +597,11 @@ settle(demo *d, int client, const hov_msg *m, hov_settle how,
 static hov_err
 on_deliver(demo *d, int client, const hov_msg *m, hov_error *err)
 {
-    Handover__Event *ev =
-        handover__event__unpack(NULL, m->event_len, m->event);
+    Handover__Event *ev = handover__event__unpack(NULL, m->event_len, m->event);
     if (ev == NULL) {
         printf("  UNEXPECTED delivery %llu of event %s to %s is not a "
                "readable handover.Event: rejected\n",
-               (unsigned long long)m->delivery_id, m->event_id,
-               m->destination);
+               (unsigned long long)m->delivery_id, m->event_id, m->destination);
         d->surprises++;
         settle(d, client, m, HOV_SETTLE_REJECTED, "not a readable event");
         return HOV_OK;
@@ -642,8 +665,8 @@ drain(demo *d, int client, bool *busy, hov_error *err)
  * social, nursing) before those their outcomes go to (nursing, gp), so an
  * Ack that is already waiting is printed before the delivery it caused. */
 static const int drain_order[N_CLIENTS] = {
-    PUB_GP, PUB_NURSING, PUB_SOCIAL, CON_VOLUNTARY, CON_SOCIAL, CON_NURSING,
-    CON_GP,
+    PUB_GP,     PUB_NURSING, PUB_SOCIAL, CON_VOLUNTARY,
+    CON_SOCIAL, CON_NURSING, CON_GP,
 };
 
 /* Handle what every client has waiting and resend what is due; if there
@@ -789,8 +812,8 @@ static void
 report_record(const record *r)
 {
     char who[120];
-    snprintf(who, sizeof who, "round %d, %s %s (event %s)", r->round,
-             r->type, nhs_shown(r->nhs), r->event_id);
+    snprintf(who, sizeof who, "round %d, %s %s (event %s)", r->round, r->type,
+             nhs_shown(r->nhs), r->event_id);
     if (r->state == R_WAITING) {
         printf("  %s: no Ack or Nak from the hub: %s\n", who, r->what);
         return;
