@@ -8,104 +8,23 @@
 #include <zmq.h>
 
 #include "audit.h"
+#include "batch.h"
+#include "commit.h"
 #include "handover/frame.h"
 #include "handover/ident.h"
 #include "handover/log.h"
 #include "handover/map.h"
+#include "handover/str.h"
 #include "handover/timeutil.h"
 #include "queue.h"
 #include "route.h"
 #include "store.h"
 #include "validate.h"
 
-#define SESSION_ID_MAX 255
+#define SESSION_ID_MAX BATCH_PEER_MAX
 #define DIGEST_BYTES   STORE_DIGEST_BYTES
 /* Frames this much over max_event_bytes are refused unread (Nak). */
 #define FRAME_OVERHEAD (64 * 1024)
-
-/* A bump allocator for the events of one batch: protobuf-c unpacks an event
- * into dozens of small allocations, and they all die together when the
- * batch has been answered. Reset after every batch. */
-typedef struct arena_chunk {
-    struct arena_chunk *next;
-    size_t cap, used;
-    max_align_t data[];
-} arena_chunk;
-
-typedef struct arena {
-    arena_chunk *head;
-    size_t total; /* bytes handed out since the last reset */
-} arena;
-
-static void *
-arena_alloc(arena *a, size_t n)
-{
-    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    arena_chunk *c = a->head;
-    if (c == NULL || c->cap - c->used < n) {
-        size_t cap = n > (256u << 10) ? n : (256u << 10);
-        c = malloc(sizeof *c + cap);
-        if (c == NULL)
-            return NULL;
-        c->cap = cap;
-        c->used = 0;
-        c->next = a->head;
-        a->head = c;
-    }
-    void *p = (char *)c->data + c->used;
-    c->used += n;
-    a->total += n;
-    return p;
-}
-
-/* Keep one chunk, big enough for the last batch (up to 64 MiB), so a
- * steady load allocates nothing. */
-static void
-arena_reset(arena *a)
-{
-    size_t want = a->total;
-    arena_chunk *keep = a->head;
-    if (keep && keep->next == NULL) {
-        keep->used = 0;
-        a->total = 0;
-        return;
-    }
-    while (a->head) {
-        arena_chunk *c = a->head;
-        a->head = c->next;
-        free(c);
-    }
-    a->total = 0;
-    if (want > (64u << 20))
-        want = 64u << 20;
-    if (want > 0 && arena_alloc(a, want) != NULL) {
-        a->head->used = 0;
-        a->total = 0;
-    }
-}
-
-static void
-arena_fini(arena *a)
-{
-    while (a->head) {
-        arena_chunk *c = a->head;
-        a->head = c->next;
-        free(c);
-    }
-}
-
-static void *
-pb_arena_alloc(void *data, size_t n)
-{
-    return arena_alloc(data, n);
-}
-
-static void
-pb_arena_free(void *data, void *p)
-{
-    (void)data; /* freed all at once by arena_reset */
-    (void)p;
-}
 
 typedef struct session {
     uint8_t id[SESSION_ID_MAX];
@@ -120,39 +39,6 @@ typedef struct session {
     queue_list inflight;
 } session;
 
-typedef enum op_kind { OP_PUBLISH, OP_SETTLE, OP_AUDIT_REJECT } op_kind;
-
-/* One staged operation of the open batch. Results are computed when the
- * batch is applied, and take effect (replies, memory) only after commit. */
-typedef struct op {
-    op_kind kind;
-    /* publish */
-    uint8_t sid[SESSION_ID_MAX];
-    size_t sidlen;
-    config_agency agency;
-    uint64_t seq;
-    Handover__Event *ev;
-    uint8_t digest[DIGEST_BYTES];
-    /* publish results */
-    hov_err result;
-    char reason[256];
-    bool duplicate;
-    route_result routes;
-    queue_item *items[ROUTE_MAX_DESTS];
-    size_t n_items;
-    bool refused_full; /* left out after the store filled up */
-    /* settle (also settle timeouts, which have no session) */
-    queue_item *item;
-    Handover__SettleOutcome outcome;
-    bool timeout;
-    bool to_dead;
-    uint64_t not_before_ms;
-    bool failed; /* could not be written: revert */
-    /* audit of a publish refused before staging */
-    char event_id[40];
-    char nhs[16];
-} op;
-
 struct broker {
     const config *cfg;
     store *st;
@@ -160,14 +46,13 @@ struct broker {
     void *sock;
     hov_map *sessions; /* routing id -> session */
     queue queues[AGENCY_COUNT];
-    op *ops;
-    size_t nops;
+    batch batch;           /* the batch being staged */
+    batch *stage;          /* &batch */
+    hov_map *inflight_ids; /* event id + agency -> deliveries in flight */
     char instance[37];
     validate_opts vopts;
     uint64_t next_timeout_scan_ms;
     int full_checked; /* -1: not yet this batch; else store_near_full */
-    arena arena;      /* unpacked events of the open batch */
-    ProtobufCAllocator pb_alloc; /* protobuf-c allocating from arena */
     /* scratch for packing events */
     uint8_t *scratch;
     size_t scratch_cap;
@@ -175,7 +60,6 @@ struct broker {
     uint64_t n_accepted, n_duplicate, n_nak, n_delivered, n_retry, n_dead,
         n_commits;
     uint64_t last_summary_ms;
-    char received_at[32]; /* the open batch's received_at */
     uint64_t us_commit, us_apply, us_read, us_dispatch, us_poll; /* profiling */
     uint64_t summary_sig;
 };
@@ -186,16 +70,55 @@ nz(const char *s)
     return s ? s : "";
 }
 
-/* Copy a C string into a fixed buffer, cut to fit: the hot path's
- * replacement for snprintf("%s"), which is slow for plain copies. */
-static void
-copy_str(char *dst, size_t cap, const char *src)
+/* Deliveries in flight per event and agency, for an outcome that may
+ * arrive before its event's Settle (the commit never looks at queues). */
+static size_t
+inflight_key(char *k, size_t cap, const char *event_id, unsigned agency)
 {
-    size_t n = strlen(src);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
+    size_t n = hov_strlcpy(k, cap - 2, event_id);
+    if (n > cap - 3)
+        n = cap - 3;
+    k[n++] = '/';
+    k[n++] = (char)('0' + agency % 10); /* on the hot path: no snprintf */
+    k[n] = '\0';
+    return n;
+}
+
+static void
+inflight_add(broker *b, const queue_item *it, int delta)
+{
+    char k[64];
+    size_t kl = inflight_key(k, sizeof k, it->event_id, it->queue);
+    uintptr_t n = (uintptr_t)hov_map_get(b->inflight_ids, k, kl);
+    n = delta > 0 ? n + 1 : n > 0 ? n - 1 : 0;
+    hov_error err = {0};
+    if (n == 0)
+        hov_map_del(b->inflight_ids, k, kl);
+    else if (hov_map_put(b->inflight_ids, k, kl, (void *)n, &err) != HOV_OK)
+        hov_warn("in-flight index: %s", err.msg); /* only costs an AR */
+}
+
+static bool
+inflight_has(broker *b, const char *event_id, config_agency agency)
+{
+    char k[64];
+    size_t kl = inflight_key(k, sizeof k, event_id, agency);
+    return hov_map_get(b->inflight_ids, k, kl) != NULL;
+}
+
+/* What the commit needs of a delivery being settled. */
+static void
+snap_fill(settle_snap *sn, const queue_item *it)
+{
+    sn->queue = it->queue;
+    sn->seq = it->seq;
+    sn->event_seq = it->event_seq;
+    sn->attempts = it->attempts;
+    sn->enqueued_ms = it->enqueued_ms;
+    hov_strlcpy(sn->event_id, sizeof sn->event_id, it->event_id);
+    hov_strlcpy(sn->dest, sizeof sn->dest, it->dest);
+    hov_strlcpy(sn->view, sizeof sn->view, it->view);
+    hov_strlcpy(sn->patient, sizeof sn->patient, queue_item_patient(it));
 }
 
 static uint64_t
@@ -280,36 +203,18 @@ send_ack(broker *b, op *o)
 
 /* --------------------------------------------------------------- staging */
 
+/* The caller checked !batch_full(b->stage). */
 static op *
 op_new(broker *b, op_kind kind)
 {
-    op *o = &b->ops[b->nops++];
-    memset(o, 0, offsetof(op, routes));
-    o->kind = kind;
-    o->routes.n = 0;
-    o->routes.warning[0] = '\0';
-    o->n_items = 0;
-    o->refused_full = false;
-    o->item = NULL;
-    o->timeout = o->to_dead = o->failed = false;
-    o->event_id[0] = o->nhs[0] = '\0';
-    return o;
+    return batch_op_new(b->stage, kind);
 }
-
-/* The batch is full: commit before staging more. */
-static bool
-batch_full(const broker *b)
-{
-    return b->nops >= b->cfg->batch_max;
-}
-
-static hov_err flush(broker *b, hov_error *err);
 
 static void
 stage_reject_audit(broker *b, const char *event_id, const char *nhs,
                    const char *reason)
 {
-    if (batch_full(b))
+    if (batch_full(b->stage))
         return; /* logged by send_nak; the audit record is best effort */
     op *o = op_new(b, OP_AUDIT_REJECT);
     snprintf(o->event_id, sizeof o->event_id, "%s", nz(event_id));
@@ -369,8 +274,8 @@ handle_publish(broker *b, session *s, const Handover__Publish *pub)
         send_nak(b, s->id, s->idlen, pub->seq, NULL, HOV_ETOOBIG, reason);
         return;
     }
-    Handover__Event *ev =
-        handover__event__unpack(&b->pb_alloc, pub->event.len, pub->event.data);
+    Handover__Event *ev = handover__event__unpack(
+        &b->stage->pb_alloc, pub->event.len, pub->event.data);
     if (ev == NULL) {
         snprintf(reason, sizeof reason,
                  "Publish.event (%zu bytes) is not a valid handover.Event "
@@ -428,6 +333,8 @@ handle_publish(broker *b, session *s, const Handover__Publish *pub)
     o->seq = pub->seq;
     o->ev = ev;
     memcpy(o->digest, digest, DIGEST_BYTES);
+    if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME)
+        o->answered_inflight = inflight_has(b, ev->in_reply_to, s->agency);
 }
 
 static void
@@ -440,9 +347,10 @@ session_requeue_all(broker *b, session *s, const char *why)
         queue_list_remove(&s->inflight, it);
         it->owner = NULL;
         if (it->state == QS_SETTLING)
-            continue; /* its staged settle decides */
+            continue; /* its staged settle decides (and counts it out) */
         queue *q = &b->queues[it->queue];
         q->inflight--;
+        inflight_add(b, it, -1);
         queue_requeue(q, it, now);
         n++;
     }
@@ -552,8 +460,9 @@ handle_settle(broker *b, session *s, const Handover__Settle *st)
     }
     op *o = op_new(b, OP_SETTLE);
     o->item = it;
+    snap_fill(&o->snap, it);
     o->outcome = st->outcome;
-    copy_str(o->reason, sizeof o->reason, nz(st->reason));
+    hov_strlcpy(o->reason, sizeof o->reason, nz(st->reason));
     it->state = QS_SETTLING;
 }
 
@@ -634,503 +543,7 @@ handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
     handover__frame__free_unpacked(f, NULL);
 }
 
-/* ------------------------------------------------------------- applying */
-
-static void
-op_release_items(op *o)
-{
-    for (size_t i = 0; i < o->n_items; i++)
-        queue_item_free(o->items[i]);
-    o->n_items = 0;
-}
-
-/* Is the event delivered (or at least sent) to an organisation of agency?
- * 1: yes; 0: routed there but not yet sent; -1: never routed there. */
-static int
-delivered_to(broker *b, store_txn *txn, uint64_t event_seq, const char *org,
-             config_agency agency, hov_error *err, hov_err *fail)
-{
-    int best = -1;
-    const config *c = b->cfg;
-    for (size_t i = 0; i <= c->n_orgs && best < 1; i++) {
-        /* The sender's own code first, then its agency's other codes. */
-        const char *code = i == 0 ? org : c->orgs[i - 1].code;
-        if (i > 0 &&
-            (c->orgs[i - 1].agency != agency || strcmp(code, org) == 0))
-            continue;
-        Handover__Store__Delivery *d = NULL;
-        hov_err e = store_delivery_get(txn, event_seq, code, &d, err);
-        if (e == HOV_ENOTFOUND)
-            continue;
-        if (e != HOV_OK) {
-            *fail = e;
-            return -1;
-        }
-        int v = (d->state == HANDOVER__STORE__DELIVERY__STATE__DELIVERED ||
-                 d->attempts > 0)
-                    ? 1
-                    : 0;
-        if (d->state == HANDOVER__STORE__DELIVERY__STATE__ROUTED && v == 0) {
-            /* Sent but not yet settled counts as delivered: the partner may
-             * answer before its adapter's Settle reaches us. */
-            int ag = config_agency_parse(nz(d->agency));
-            queue_item *it =
-                ag >= 0 ? queue_find(&b->queues[ag], d->queue_seq) : NULL;
-            if (it && (it->state == QS_INFLIGHT || it->state == QS_SETTLING))
-                v = 1;
-        }
-        if (v > best)
-            best = v;
-        handover__store__delivery__free_unpacked(d, NULL);
-    }
-    return best;
-}
-
-static hov_err
-put_delivery(store_txn *txn, uint64_t event_seq, const char *dest,
-             Handover__Store__Delivery__State state, config_agency agency,
-             uint64_t seq, uint32_t attempts, uint64_t now, hov_error *err)
-{
-    Handover__Store__Delivery d = HANDOVER__STORE__DELIVERY__INIT;
-    d.state = state;
-    d.agency = (char *)config_agency_name(agency);
-    d.queue_seq = seq;
-    d.changed_ms = now;
-    d.attempts = attempts;
-    return store_delivery_put(txn, event_seq, dest, &d, err);
-}
-
-/* What the hub needs of the event an outcome answers. */
-typedef struct answered {
-    uint64_t seq;
-    Handover__Event *ev; /* unpacked from the store, owned */
-} answered;
-
-/* Checks an outcome against the event it answers. On a business refusal
- * sets o->result/o->reason and returns HOV_OK; returns an error only for
- * store failures. */
-static hov_err
-check_outcome(broker *b, store_txn *txn, op *o, answered *a, hov_error *err)
-{
-    Handover__Event *ev = o->ev;
-    uint8_t digest[DIGEST_BYTES];
-    hov_err e = store_event_find(txn, ev->in_reply_to, &a->seq, digest, err);
-    if (e == HOV_ENOTFOUND) {
-        o->result = HOV_EREPLYTOLATER;
-        snprintf(o->reason, sizeof o->reason,
-                 "in_reply_to not yet known: event %s is not held by the "
-                 "hub; resend later",
-                 ev->in_reply_to);
-        return HOV_OK;
-    }
-    const uint8_t *bytes;
-    size_t len;
-    if (e != HOV_OK ||
-        (e = store_event_read(txn, a->seq, &bytes, &len, err)) != HOV_OK)
-        return e == HOV_ENOTFOUND ? hov_fail(err, HOV_ESTORE, 0,
-                                             "event %s is indexed but missing",
-                                             ev->in_reply_to)
-                                  : e;
-    a->ev = handover__event__unpack(NULL, len, bytes);
-    if (a->ev == NULL || a->ev->source == NULL || a->ev->patient == NULL ||
-        a->ev->source->org == NULL)
-        return hov_fail(err, HOV_ESTORE, 0, "stored event %s is unreadable",
-                        ev->in_reply_to);
-    const Handover__Event *q = a->ev;
-    const char *org = ev->source->org->code;
-    hov_err fail = HOV_OK;
-    int d = delivered_to(b, txn, a->seq, org, o->agency, err, &fail);
-    if (fail != HOV_OK)
-        return fail;
-    if (d < 0) {
-        o->result = HOV_EREPLYTO;
-        snprintf(o->reason, sizeof o->reason,
-                 "in_reply_to %s is not an event delivered to %s",
-                 ev->in_reply_to, org);
-    } else if (d == 0) {
-        o->result = HOV_EREPLYTOLATER;
-        snprintf(o->reason, sizeof o->reason,
-                 "in_reply_to not yet known: event %s has not yet been "
-                 "delivered to %s; resend later",
-                 ev->in_reply_to, org);
-    } else if (!validate_outcome_status_allowed(ev->outcome->status,
-                                                q->event_type)) {
-        o->result = HOV_ECODE;
-        snprintf(o->reason, sizeof o->reason,
-                 "outcome.status '%s' is not allowed for a %s",
-                 ev->outcome->status, q->event_type);
-    } else if (strcmp(ev->correlation_id, q->correlation_id) != 0) {
-        o->result = HOV_EINVAL;
-        snprintf(o->reason, sizeof o->reason,
-                 "correlation_id %s differs from %s, the correlation_id of "
-                 "the answered event %s",
-                 ev->correlation_id, q->correlation_id, ev->in_reply_to);
-    } else if (ev->patient->nhs_number[0] &&
-               strcmp(ev->patient->nhs_number, q->patient->nhs_number) != 0) {
-        o->result = HOV_EINVAL;
-        snprintf(o->reason, sizeof o->reason,
-                 "patient.nhs_number is not the patient of the answered "
-                 "event %s",
-                 ev->in_reply_to);
-    } else if (ev->patient->nhs_number[0] == '\0') {
-        /* Copied for the audit trail and for ordering (domain 3.3). The
-         * copy lives in the batch arena, like the rest of ev. */
-        size_t n = strlen(q->patient->nhs_number) + 1;
-        char *copy = arena_alloc(&b->arena, n);
-        if (copy == NULL)
-            return hov_fail(err, HOV_ENOMEM, 0, "copy NHS number");
-        memcpy(copy, q->patient->nhs_number, n);
-        ev->patient->nhs_number = copy;
-    }
-    return HOV_OK;
-}
-
-/* Checks that need the store (dedupe, the answered event of an outcome),
- * then routing, then the writes. On a business refusal sets
- * o->result/o->reason and returns HOV_OK; returns an error only for store
- * failures, which poison txn. */
-static hov_err
-apply_publish(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
-{
-    Handover__Event *ev = o->ev;
-    const char *id = ev->event_id;
-    const char *nhs = ev->patient->nhs_number;
-    const char *actor = config_agency_name(o->agency);
-    uint64_t seq;
-    uint8_t held[DIGEST_BYTES];
-    hov_err e = store_event_find(txn, id, &seq, held, err);
-    if (e == HOV_OK) {
-        if (memcmp(held, o->digest, DIGEST_BYTES) == 0) {
-            o->duplicate = true;
-            return audit_log(txn, now, id, nhs, actor, AUDIT_DUPLICATE,
-                             "resent with the same content; not routed again",
-                             err);
-        }
-        o->result = HOV_ECONFLICT;
-        snprintf(o->reason, sizeof o->reason,
-                 "conflict: event %s is already held with different "
-                 "content; a changed event needs a new id",
-                 id);
-        return audit_log(txn, now, id, nhs, actor, AUDIT_REJECTED, o->reason,
-                         err);
-    }
-    if (e != HOV_ENOTFOUND)
-        return e;
-
-    answered a = {0};
-    route_reply reply = {0};
-    hov_error rerr = {0};
-    if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME) {
-        if ((e = check_outcome(b, txn, o, &a, err)) != HOV_OK)
-            goto out;
-        if (o->result != HOV_OK)
-            goto refused;
-        nhs = ev->patient->nhs_number;
-        reply.source_org = a.ev->source->org->code;
-        reply.event_type = a.ev->event_type;
-    }
-    if (route_match(b->cfg, ev, &reply, &o->routes, &rerr) != HOV_OK) {
-        o->result = rerr.code;
-        snprintf(o->reason, sizeof o->reason, "%s", rerr.msg);
-        goto refused;
-    }
-
-    /* Accept: store the event as received, with the hub's own fields,
-     * packed straight into the page LMDB reserves for it. */
-    char *received = b->received_at; /* formatted once per batch */
-    char *saved_recv = ev->received_at, *saved_agency = ev->source->agency;
-    ev->received_at = received;
-    ev->source->agency = (char *)actor;
-    size_t n = handover__event__get_packed_size(ev);
-    uint8_t *dst;
-    e = store_event_add(txn, id, o->digest, n, &seq, &dst, err);
-    if (e == HOV_OK)
-        handover__event__pack(ev, dst);
-    ev->received_at = saved_recv;
-    ev->source->agency = saved_agency;
-    if (e != HOV_OK)
-        goto out;
-
-    char detail[512];
-    size_t dl = 0;
-    dl += (size_t)snprintf(detail, sizeof detail, "from %s; routed to",
-                           ev->source->org->code);
-    for (size_t i = 0; i < o->routes.n; i++) {
-        route_dest *d = &o->routes.dest[i];
-        if (d->dead) {
-            uint64_t dseq;
-            Handover__Store__DeadLetter dead =
-                HANDOVER__STORE__DEAD_LETTER__INIT;
-            dead.event_id = (char *)id;
-            dead.agency = (char *)config_agency_name(d->agency);
-            dead.destination = d->code;
-            dead.reason = d->reason;
-            dead.dead_ms = now;
-            dead.patient = (char *)nhs;
-            dead.view = d->view;
-            dead.event_seq = seq;
-            if ((e = store_dead_put(txn, &dead, &dseq, err)) != HOV_OK ||
-                (e = put_delivery(txn, seq, d->code,
-                                  HANDOVER__STORE__DELIVERY__STATE__DEAD,
-                                  d->agency, 0, 0, now, err)) != HOV_OK ||
-                (e = audit_log(txn, now, id, nhs, "hub", AUDIT_DEAD, d->reason,
-                               err)) != HOV_OK)
-                goto out;
-            continue;
-        }
-        queue_item *it = queue_item_new();
-        if (it == NULL) {
-            e = hov_fail(err, HOV_ENOMEM, 0, "allocate delivery");
-            goto out;
-        }
-        o->items[o->n_items++] = it;
-        it->seq = store_queue_next_seq(txn, d->agency);
-        it->queue = d->agency;
-        it->event_seq = seq;
-        it->enqueued_ms = now;
-        copy_str(it->event_id, sizeof it->event_id, id);
-        copy_str(it->dest, sizeof it->dest, d->code);
-        copy_str(it->view, sizeof it->view, d->view);
-        Handover__Store__QueueEntry qe = HANDOVER__STORE__QUEUE_ENTRY__INIT;
-        qe.event_id = (char *)id;
-        qe.destination = d->code;
-        qe.patient = (char *)nhs;
-        qe.enqueued_ms = now;
-        qe.view = d->view;
-        qe.event_seq = seq;
-        if ((e = store_queue_put(txn, d->agency, it->seq, &qe, err)) !=
-                HOV_OK ||
-            (e = put_delivery(txn, seq, d->code,
-                              HANDOVER__STORE__DELIVERY__STATE__ROUTED,
-                              d->agency, it->seq, 0, now, err)) != HOV_OK)
-            goto out;
-        if (dl < sizeof detail)
-            dl += (size_t)snprintf(detail + dl, sizeof detail - dl, " %s",
-                                   d->code);
-    }
-    if (o->n_items == 0 && dl < sizeof detail)
-        dl += (size_t)snprintf(detail + dl, sizeof detail - dl,
-                               " nobody (recorded only)");
-    if (o->routes.warning[0] && dl < sizeof detail)
-        snprintf(detail + dl, sizeof detail - dl, "; %s", o->routes.warning);
-    if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME &&
-        (e = store_reply_put(txn, a.seq, seq, err)) != HOV_OK)
-        goto out;
-    e = audit_log(txn, now, id, nhs, actor, AUDIT_ACCEPTED, detail, err);
-    goto out;
-
-refused:
-    e = audit_log(txn, now, id, nhs, actor, AUDIT_REJECTED, o->reason, err);
-out:
-    if (a.ev)
-        handover__event__free_unpacked(a.ev, NULL);
-    return e;
-}
-
-static uint64_t
-backoff_ms(const config *c, uint32_t attempts)
-{
-    uint64_t d = c->backoff_initial_ms;
-    for (uint32_t i = 1; i < attempts && d < c->backoff_max_ms; i++)
-        d *= 2;
-    return d < c->backoff_max_ms ? d : c->backoff_max_ms;
-}
-
-static hov_err
-apply_settle(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
-{
-    queue_item *it = o->item;
-    char *patient = (char *)queue_item_patient(it);
-    hov_err e;
-    char detail[400];
-    if (o->outcome == HANDOVER__SETTLE_OUTCOME__SETTLE_DONE) {
-        snprintf(detail, sizeof detail, "to %s, attempt %u", it->dest,
-                 it->attempts);
-        if ((e = store_queue_del(txn, it->queue, it->seq, err)) != HOV_OK &&
-            e != HOV_ENOTFOUND)
-            return e;
-        if ((e = put_delivery(txn, it->event_seq, it->dest,
-                              HANDOVER__STORE__DELIVERY__STATE__DELIVERED,
-                              it->queue, it->seq, it->attempts, now, err)) !=
-            HOV_OK)
-            return e;
-        return audit_log(txn, now, it->event_id, "",
-                         config_agency_name(it->queue), AUDIT_DELIVERED, detail,
-                         err);
-    }
-    bool rejected = o->outcome == HANDOVER__SETTLE_OUTCOME__SETTLE_REJECTED;
-    o->to_dead = rejected || it->attempts >= b->cfg->max_attempts;
-    char why[300];
-    if (rejected)
-        snprintf(why, sizeof why, "rejected by %s: %.200s", it->dest,
-                 o->reason[0] ? o->reason : "no reason given");
-    else if (o->timeout)
-        snprintf(why, sizeof why, "no settle within %u ms (attempt %u)",
-                 b->cfg->settle_timeout_ms, it->attempts);
-    else
-        snprintf(why, sizeof why, "retry requested by %s (attempt %u): %.200s",
-                 it->dest, it->attempts,
-                 o->reason[0] ? o->reason : "no reason given");
-    if (o->to_dead) {
-        if (!rejected)
-            snprintf(detail, sizeof detail,
-                     "gave up after %u attempts (max_attempts): %.300s",
-                     it->attempts, why);
-        else
-            snprintf(detail, sizeof detail, "%s", why);
-        uint64_t dseq;
-        Handover__Store__DeadLetter dead = HANDOVER__STORE__DEAD_LETTER__INIT;
-        dead.event_id = it->event_id;
-        dead.agency = (char *)config_agency_name(it->queue);
-        dead.destination = it->dest;
-        dead.reason = detail;
-        dead.attempts = it->attempts;
-        dead.dead_ms = now;
-        dead.queue_seq = it->seq;
-        dead.patient = patient;
-        dead.view = it->view;
-        dead.event_seq = it->event_seq;
-        if ((e = store_queue_del(txn, it->queue, it->seq, err)) != HOV_OK &&
-            e != HOV_ENOTFOUND)
-            return e;
-        if ((e = store_dead_put(txn, &dead, &dseq, err)) != HOV_OK ||
-            (e = put_delivery(
-                 txn, it->event_seq, it->dest,
-                 rejected ? HANDOVER__STORE__DELIVERY__STATE__REJECTED
-                          : HANDOVER__STORE__DELIVERY__STATE__DEAD,
-                 it->queue, it->seq, it->attempts, now, err)) != HOV_OK)
-            return e;
-        return audit_log(txn, now, it->event_id, "",
-                         config_agency_name(it->queue), AUDIT_DEAD, detail,
-                         err);
-    }
-    o->not_before_ms = now + backoff_ms(b->cfg, it->attempts);
-    Handover__Store__QueueEntry qe = HANDOVER__STORE__QUEUE_ENTRY__INIT;
-    qe.event_id = it->event_id;
-    qe.destination = it->dest;
-    qe.patient = patient;
-    qe.attempts = it->attempts;
-    qe.not_before_ms = o->not_before_ms;
-    qe.last_error = why;
-    qe.enqueued_ms = it->enqueued_ms;
-    qe.view = it->view;
-    qe.event_seq = it->event_seq;
-    if ((e = store_queue_put(txn, it->queue, it->seq, &qe, err)) != HOV_OK)
-        return e;
-    snprintf(detail, sizeof detail, "%s; next attempt in %llu ms", why,
-             (unsigned long long)(o->not_before_ms - now));
-    return audit_log(txn, now, it->event_id, "", config_agency_name(it->queue),
-                     AUDIT_RETRY, detail, err);
-}
-
-static hov_err
-apply_op(broker *b, store_txn *txn, op *o, uint64_t now, hov_error *err)
-{
-    switch (o->kind) {
-    case OP_PUBLISH:
-        o->result = HOV_OK;
-        o->reason[0] = '\0';
-        o->duplicate = false;
-        op_release_items(o);
-        if (o->refused_full)
-            return HOV_OK;
-        return apply_publish(b, txn, o, now, err);
-    case OP_SETTLE:
-        if (o->failed)
-            return HOV_OK;
-        return apply_settle(b, txn, o, now, err);
-    case OP_AUDIT_REJECT:
-        if (o->failed)
-            return HOV_OK;
-        return audit_log(txn, now, o->event_id, o->nhs, "hub", AUDIT_REJECTED,
-                         o->reason, err);
-    }
-    return HOV_OK;
-}
-
-/* Nothing of the batch could be written: refuse its publishes (the
- * senders resend) and put its settles back. */
-static void
-batch_fail_all(broker *b, hov_err e, const char *msg)
-{
-    for (size_t j = 0; j < b->nops; j++) {
-        op *o = &b->ops[j];
-        if (o->kind == OP_PUBLISH && !o->refused_full) {
-            o->result = e == HOV_EIO ? HOV_EIO : HOV_ESTORE;
-            snprintf(o->reason, sizeof o->reason,
-                     "temporarily unavailable; resend: the hub could not "
-                     "store the event: %s",
-                     msg);
-            op_release_items(o);
-        }
-        o->failed = true;
-    }
-}
-
-/* Apply the staged batch in one write transaction and commit it. When the
- * store fills up part-way, the transaction is redone without the publish
- * that hit the limit and those after it (they are Nak'd "temporary"), so
- * settles, which free space, still go through. Returns an error only when
- * the store is broken and the hub must stop. */
-static hov_err
-batch_commit(broker *b, uint64_t now, hov_error *fatal)
-{
-    hov_rfc3339_format(now, b->received_at);
-    for (size_t attempt = 0; attempt <= b->nops + 1; attempt++) {
-        store_txn *txn = NULL;
-        hov_error err = {0};
-        hov_err e = store_begin(b->st, false, &txn, &err);
-        size_t failed_at = b->nops;
-        for (size_t i = 0; e == HOV_OK && i < b->nops; i++) {
-            e = apply_op(b, txn, &b->ops[i], now, &err);
-            if (e != HOV_OK)
-                failed_at = i;
-        }
-        if (e == HOV_OK) {
-            uint64_t t0 = hov_mono_us();
-            e = store_commit(txn, &err);
-            b->us_commit += hov_mono_us() - t0;
-            if (e == HOV_OK) {
-                b->n_commits++;
-                return HOV_OK;
-            }
-        } else if (txn != NULL) {
-            store_abort(txn);
-        }
-        hov_errorf("commit failed ops=%zu: %s", b->nops, err.msg);
-        if (store_broken(b->st)) {
-            batch_fail_all(b, e, err.msg);
-            return hov_fail(fatal, HOV_ESTORE, err.cause,
-                            "the store can no longer be written safely "
-                            "(%s); restart the hub once the cause is fixed",
-                            err.msg);
-        }
-        if (e != HOV_ESTOREFULL) {
-            batch_fail_all(b, e, err.msg);
-            return HOV_OK;
-        }
-        /* Full: leave out the publish that hit the limit and every later
-         * one; a settle or audit record that hit it is put back. */
-        bool changed = false;
-        for (size_t j = failed_at < b->nops ? failed_at : 0; j < b->nops; j++) {
-            op *o = &b->ops[j];
-            if (o->kind == OP_PUBLISH && !o->refused_full) {
-                o->refused_full = true;
-                op_release_items(o);
-                changed = true;
-            } else if (o->kind != OP_PUBLISH && j == failed_at && !o->failed) {
-                o->failed = true;
-                changed = true;
-            }
-        }
-        if (!changed) {
-            batch_fail_all(b, e, err.msg);
-            return HOV_OK;
-        }
-    }
-    batch_fail_all(b, HOV_ESTORE, "the batch could not be committed");
-    return HOV_OK;
-}
+/* ------------------------------------------------------------ answering */
 
 static void
 effects_publish(broker *b, op *o, uint64_t now)
@@ -1191,10 +604,10 @@ effects_settle(broker *b, op *o)
     queue_item *it = o->item;
     queue *q = &b->queues[it->queue];
     uint64_t wall = hov_now_ms();
-    if (it->owner) {
+    inflight_add(b, it, -1);
+    q->inflight--; /* in flight until now, whether or not its owner left */
+    if (it->owner)
         queue_list_remove(&it->owner->inflight, it);
-        q->inflight--;
-    }
     it->owner = NULL;
     if (o->failed) {
         /* Not recorded: deliver it again later. */
@@ -1216,17 +629,17 @@ effects_settle(broker *b, op *o)
     }
 }
 
+/* Answer a committed batch: Acks and Naks, new deliveries queued, settles
+ * applied in memory. Everything it did is durable by now. Returns the
+ * batch's fatal error, if the store broke under it. */
 static hov_err
-flush(broker *b, hov_error *err)
+complete(broker *b, batch *bt, hov_error *err)
 {
-    if (b->nops == 0) {
-        arena_reset(&b->arena); /* events refused before staging */
-        return HOV_OK;
-    }
     uint64_t now = hov_now_ms();
-    hov_err e = batch_commit(b, now, err);
-    for (size_t i = 0; i < b->nops; i++) {
-        op *o = &b->ops[i];
+    b->n_commits++;
+    b->us_commit += bt->commit_us;
+    for (size_t i = 0; i < bt->nops; i++) {
+        op *o = &bt->ops[i];
         if (o->kind == OP_PUBLISH) {
             effects_publish(b, o, now);
             o->ev = NULL; /* in the arena, reset below */
@@ -1234,10 +647,28 @@ flush(broker *b, hov_error *err)
             effects_settle(b, o);
         }
     }
-    b->nops = 0;
-    b->full_checked = -1;
-    arena_reset(&b->arena);
+    hov_err e = HOV_OK;
+    if (bt->fatal != HOV_OK)
+        e = hov_fail(err, bt->fatal, bt->fatal_err.cause, "%s",
+                     bt->fatal_err.msg);
+    batch_reset(bt);
     return e;
+}
+
+/* Phase 3 and 4 of the loop: commit the staged batch in one durable
+ * transaction, then answer it. Frames that arrive meanwhile wait in
+ * ZeroMQ's queue and make the next batch. */
+static hov_err
+commit_and_answer(broker *b, hov_error *err)
+{
+    b->full_checked = -1;
+    if (b->stage->nops == 0) {
+        batch_reset(b->stage); /* events refused before staging */
+        return HOV_OK;
+    }
+    commit_ctx ctx = {b->cfg, b->st};
+    commit_batch(&ctx, b->stage);
+    return complete(b, b->stage, err);
 }
 
 /* ------------------------------------------------------------- delivery */
@@ -1347,6 +778,7 @@ dispatch(broker *b)
             }
             it->attempts++;
             it->state = QS_INFLIGHT;
+            inflight_add(b, it, +1);
             it->owner = s;
             it->sent_ms = hov_mono_ms();
             queue_list_push_back(&s->inflight, it);
@@ -1411,7 +843,7 @@ timers(broker *b)
         }
         if (!scan)
             continue;
-        for (queue_item *it = s->inflight.head; it && !batch_full(b);
+        for (queue_item *it = s->inflight.head; it && !batch_full(b->stage);
              it = it->next) {
             if (it->state != QS_INFLIGHT ||
                 mono - it->sent_ms < b->cfg->settle_timeout_ms)
@@ -1420,6 +852,7 @@ timers(broker *b)
                      it->event_id, it->dest, s->client, it->attempts);
             op *o = op_new(b, OP_SETTLE);
             o->item = it;
+            snap_fill(&o->snap, it);
             o->outcome = HANDOVER__SETTLE_OUTCOME__SETTLE_RETRY;
             o->timeout = true;
             it->state = QS_SETTLING;
@@ -1479,14 +912,12 @@ broker_new(broker **out, const config *cfg, hov_error *err)
         return hov_fail(err, HOV_ENOMEM, 0, "allocate broker");
     b->cfg = cfg;
     b->vopts.allow_test_nhs_numbers = cfg->allow_test_nhs_numbers;
-    /* One spare op: a timer may stage settle timeouts into a full batch. */
-    b->ops = calloc(cfg->batch_max + 1, sizeof *b->ops);
-    hov_err e = HOV_OK;
-    if (b->ops == NULL)
-        e = hov_fail(err, HOV_ENOMEM, 0, "allocate batch of %u",
-                     cfg->batch_max);
+    hov_err e = batch_init(&b->batch, cfg->batch_max, err);
+    b->stage = &b->batch;
     if (e == HOV_OK)
         e = hov_map_new(&b->sessions, err);
+    if (e == HOV_OK)
+        e = hov_map_new(&b->inflight_ids, err);
     for (unsigned i = 0; e == HOV_OK && i < AGENCY_COUNT; i++)
         e = queue_init(&b->queues[i], i, err);
     if (e == HOV_OK)
@@ -1497,9 +928,6 @@ broker_new(broker **out, const config *cfg, hov_error *err)
     }
     hov_uuid_v4(b->instance);
     b->full_checked = -1;
-    b->pb_alloc.alloc = pb_arena_alloc;
-    b->pb_alloc.free = pb_arena_free;
-    b->pb_alloc.allocator_data = &b->arena;
     *out = b;
     return HOV_OK;
 }
@@ -1590,14 +1018,14 @@ broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
     hov_err e = HOV_OK;
     while (!*stop && e == HOV_OK) {
         uint64_t t0 = hov_mono_us();
-        int n = zmq_poll(&item, 1, b->nops ? 0 : poll_timeout(b));
+        int n = zmq_poll(&item, 1, poll_timeout(b));
         uint64_t t1 = hov_mono_us();
         b->us_poll += t1 - t0;
         if (n < 0 && zmq_errno() != EINTR)
             return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq_poll: %s",
                             zmq_strerror(zmq_errno()));
         /* Read every frame that is waiting, up to a batch. */
-        while (!batch_full(b)) {
+        while (!batch_full(b->stage)) {
             zmq_msg_t id, body;
             zmq_msg_init(&id);
             if (zmq_msg_recv(&id, b->sock, ZMQ_DONTWAIT) < 0) {
@@ -1633,17 +1061,15 @@ broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
         }
         uint64_t t2 = hov_mono_us();
         b->us_read += t2 - t1;
-        e = flush(b, err);
         timers(b);
-        if (e == HOV_OK)
-            e = flush(b, err); /* settle timeouts staged by the timers */
+        e = commit_and_answer(b, err);
         uint64_t t3 = hov_mono_us();
         b->us_apply += t3 - t2;
         dispatch(b);
         b->us_dispatch += hov_mono_us() - t3;
     }
     if (e == HOV_OK)
-        e = flush(b, err);
+        e = commit_and_answer(b, err); /* the batch in hand */
     log_summary(b);
     return e;
 }
@@ -1653,10 +1079,8 @@ broker_free(broker *b)
 {
     if (b == NULL)
         return;
-    for (size_t i = 0; i < b->nops; i++)
-        if (b->ops[i].kind == OP_PUBLISH)
-            op_release_items(&b->ops[i]);
-    arena_fini(&b->arena);
+    batch_fini(&b->batch);
+    hov_map_free(b->inflight_ids);
     if (b->sessions) {
         size_t pos = 0;
         void *v;
@@ -1671,7 +1095,6 @@ broker_free(broker *b)
     for (unsigned i = 0; i < AGENCY_COUNT; i++)
         queue_fini(&b->queues[i]);
     store_free(b->st);
-    free(b->ops);
     free(b->scratch);
     free(b);
 }

@@ -1,0 +1,13 @@
+/* Small string helpers shared by every program. */
+#ifndef HANDOVER_STR_H
+#define HANDOVER_STR_H
+
+#include <stddef.h>
+
+/* Copy the C string src into dst of cap bytes (cap > 0), cut to fit and
+ * always terminated. Returns the length of src, as strlcpy does, so a
+ * caller can tell that it was cut (result >= cap). The hot path's
+ * replacement for snprintf("%s"), which is slow for plain copies. */
+size_t hov_strlcpy(char *dst, size_t cap, const char *src);
+
+#endif
