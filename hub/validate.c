@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "handover/ident.h"
+#include "handover/str.h"
 #include "handover/timeutil.h"
 
 /* How much of a bad value a message repeats: enough to recognise a code or
@@ -140,25 +141,10 @@ join(const char *const *table, char *out, size_t outsz)
     }
 }
 
-/* Up to ECHO_MAX characters of s for a message: bytes other than printable
- * ASCII become '?', so a message stays one readable line whatever arrived,
- * and a cut is marked "...". */
 static void
 echo(const char *s, char *out, size_t outsz)
 {
-    size_t n = 0;
-    size_t i = 0;
-    if (s == NULL)
-        s = "";
-    for (; s[i] != '\0' && i < ECHO_MAX && n + 1 < outsz; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-    }
-    if (s[i] != '\0' && n + 4 <= outsz) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
+    hov_echo(out, outsz, s, ECHO_MAX);
 }
 
 /* RFC 3629 UTF-8: no overlong forms, no surrogates, nothing past
@@ -260,6 +246,16 @@ uuid(const char *field, const char *s, hov_error *err)
                     field, e);
 }
 
+/* "<field> '<value>' is not <what>", with the value echoed safely. */
+static hov_err
+bad_value(const char *field, const char *s, hov_err code, const char *what,
+          hov_error *err)
+{
+    char e[ECHO_MAX + 4];
+    echo(s, e, sizeof e);
+    return hov_fail(err, code, 0, "%s '%s' is not %s", field, e, what);
+}
+
 /* An RFC 3339 timestamp; utc_only demands the canonical 'Z' form. */
 static hov_err
 stamp(const char *field, const char *s, bool utc_only, bool required,
@@ -269,14 +265,12 @@ stamp(const char *field, const char *s, bool utc_only, bool required,
         return required ? missing(field, err) : HOV_OK;
     if (utc_only ? hov_rfc3339_utc_valid(s) : hov_rfc3339_valid(s))
         return HOV_OK;
-    char e[ECHO_MAX + 4];
-    echo(s, e, sizeof e);
-    return hov_fail(err, HOV_EINVAL, 0,
-                    utc_only ? "%s '%s' is not an RFC 3339 UTC timestamp "
-                               "(YYYY-MM-DDThh:mm:ss[.fff]Z)"
-                             : "%s '%s' is not an RFC 3339 timestamp "
-                               "(YYYY-MM-DDThh:mm:ss[.fff] then Z or +hh:mm)",
-                    field, e);
+    return bad_value(field, s, HOV_EINVAL,
+                     utc_only ? "an RFC 3339 UTC timestamp "
+                                "(YYYY-MM-DDThh:mm:ss[.fff]Z)"
+                              : "an RFC 3339 timestamp "
+                                "(YYYY-MM-DDThh:mm:ss[.fff] then Z or +hh:mm)",
+                     err);
 }
 
 static hov_err
@@ -286,10 +280,7 @@ date(const char *field, const char *s, bool required, hov_error *err)
         return required ? missing(field, err) : HOV_OK;
     if (hov_date_valid(s))
         return HOV_OK;
-    char e[ECHO_MAX + 4];
-    echo(s, e, sizeof e);
-    return hov_fail(err, HOV_EINVAL, 0,
-                    "%s '%s' is not a calendar date (YYYY-MM-DD)", field, e);
+    return bad_value(field, s, HOV_EINVAL, "a calendar date (YYYY-MM-DD)", err);
 }
 
 /* An organisation code: an ODS code, or with local_ok also local:... */
@@ -301,14 +292,11 @@ org(const char *field, const char *s, bool local_ok, bool required,
         return required ? missing(field, err) : HOV_OK;
     if (local_ok ? hov_org_code_valid(s) : hov_ods_code_valid(s))
         return HOV_OK;
-    char e[ECHO_MAX + 4];
-    echo(s, e, sizeof e);
-    return hov_fail(err, HOV_EORGCODE, 0,
-                    local_ok ? "%s '%s' is not an ODS code (1 to 9 of A-Z, "
-                               "0-9) or local: code"
-                             : "%s '%s' is not an ODS code (1 to 9 of A-Z, "
-                               "0-9)",
-                    field, e);
+    return bad_value(field, s, HOV_EORGCODE,
+                     local_ok ? "an ODS code (1 to 9 of A-Z, 0-9) or local: "
+                                "code"
+                              : "an ODS code (1 to 9 of A-Z, 0-9)",
+                     err);
 }
 
 static hov_err
@@ -318,12 +306,8 @@ postcode(const char *field, const char *s, bool required, hov_error *err)
         return required ? missing(field, err) : HOV_OK;
     if (hov_postcode_valid(s))
         return HOV_OK;
-    char e[ECHO_MAX + 4];
-    echo(s, e, sizeof e);
-    return hov_fail(err, HOV_EINVAL, 0,
-                    "%s '%s' is not a UK postcode in upper case (such as FE7 "
-                    "8QT)",
-                    field, e);
+    return bad_value(field, s, HOV_EINVAL,
+                     "a UK postcode in upper case (such as FE7 8QT)", err);
 }
 
 /* Address lines: at most max_lines lines of at most max_len characters. */

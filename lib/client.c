@@ -426,6 +426,35 @@ release_cur(hov_client *c)
     }
 }
 
+/* Wait until deadline (monotonic ms) for one frame for the caller, doing
+ * the protocol's chores meanwhile. 1: *f set; 0: deadline passed; -1: a
+ * socket failure (err set). */
+static int
+pump(hov_client *c, uint64_t deadline, Handover__Frame **f, void **user,
+     hov_error *err)
+{
+    for (;;) {
+        tick(c);
+        int r = recv_one(c, f, user, err);
+        if (r != 0)
+            return r;
+        uint64_t now = hov_mono_ms();
+        if (now >= deadline)
+            return 0;
+        uint64_t wait = deadline - now;
+        uint64_t cap = c->heartbeat_ms / 2 ? c->heartbeat_ms / 2 : 1;
+        if (!c->hub_up && c->hello_unsent && cap > 20)
+            cap = 20;
+        if (wait > cap)
+            wait = cap;
+        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, (long)wait) < 0 && zmq_errno() != EINTR) {
+            zfail(err, "client poll");
+            return -1;
+        }
+    }
+}
+
 hov_err
 hov_client_next(hov_client *c, int timeout_ms, hov_msg *msg, hov_error *err)
 {
@@ -443,31 +472,16 @@ hov_client_next(hov_client *c, int timeout_ms, hov_msg *msg, hov_error *err)
     }
     uint64_t deadline =
         timeout_ms < 0 ? UINT64_MAX : hov_mono_ms() + (uint64_t)timeout_ms;
-    for (;;) {
-        tick(c);
-        Handover__Frame *f = NULL;
-        void *user = NULL;
-        int r = recv_one(c, &f, &user, err);
-        if (r < 0)
-            return err ? err->code : HOV_ESYS;
-        if (r > 0) {
-            c->cur = f;
-            fill_msg(msg, f, user);
-            return HOV_OK;
-        }
-        uint64_t now = hov_mono_ms();
-        if (now >= deadline)
-            return HOV_OK;
-        uint64_t wait = deadline - now;
-        uint64_t cap = c->heartbeat_ms / 2 ? c->heartbeat_ms / 2 : 1;
-        if (!c->hub_up && c->hello_unsent && cap > 20)
-            cap = 20;
-        if (wait > cap)
-            wait = cap;
-        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, (long)wait) < 0 && zmq_errno() != EINTR)
-            return zfail(err, "client poll");
+    Handover__Frame *f = NULL;
+    void *user = NULL;
+    int r = pump(c, deadline, &f, &user, err);
+    if (r < 0)
+        return err ? err->code : HOV_ESYS;
+    if (r > 0) {
+        c->cur = f;
+        fill_msg(msg, f, user);
     }
+    return HOV_OK;
 }
 
 hov_err
@@ -482,49 +496,37 @@ hov_client_publish_wait(hov_client *c, const uint8_t *data, size_t len,
     memset(msg, 0, sizeof *msg);
     uint64_t deadline = hov_mono_ms() + (uint64_t)timeout_ms;
     for (;;) {
-        tick(c);
         Handover__Frame *f = NULL;
         void *user = NULL;
-        int r = recv_one(c, &f, &user, err);
+        int r = pump(c, deadline, &f, &user, err);
         if (r < 0)
             return err ? err->code : HOV_ESYS;
-        if (r > 0) {
-            bool mine = (f->kind_case == HANDOVER__FRAME__KIND_ACK &&
-                         f->ack->seq == seq) ||
-                        (f->kind_case == HANDOVER__FRAME__KIND_NAK &&
-                         f->nak->seq == seq);
-            if (mine) {
-                c->cur = f;
-                fill_msg(msg, f, user);
-                return HOV_OK;
-            }
-            stash *s = malloc(sizeof *s);
-            if (s == NULL) {
-                handover__frame__free_unpacked(f, NULL);
-                return hov_fail(err, HOV_ENOMEM, 0, "keep a frame");
-            }
-            s->f = f;
-            s->user = user;
-            s->next = NULL;
-            if (c->stash_tail)
-                c->stash_tail->next = s;
-            else
-                c->stash_head = s;
-            c->stash_tail = s;
-            continue;
-        }
-        uint64_t now = hov_mono_ms();
-        if (now >= deadline)
+        if (r == 0)
             return hov_fail(err, HOV_ETIMEDOUT, 0,
                             "no answer from the hub within %d ms (publish "
                             "%llu stays pending)",
                             timeout_ms, (unsigned long long)seq);
-        uint64_t wait = deadline - now;
-        if (wait > 100)
-            wait = 100;
-        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, (long)wait) < 0 && zmq_errno() != EINTR)
-            return zfail(err, "client poll");
+        bool mine =
+            (f->kind_case == HANDOVER__FRAME__KIND_ACK && f->ack->seq == seq) ||
+            (f->kind_case == HANDOVER__FRAME__KIND_NAK && f->nak->seq == seq);
+        if (mine) {
+            c->cur = f;
+            fill_msg(msg, f, user);
+            return HOV_OK;
+        }
+        stash *st = malloc(sizeof *st);
+        if (st == NULL) {
+            handover__frame__free_unpacked(f, NULL);
+            return hov_fail(err, HOV_ENOMEM, 0, "keep a frame");
+        }
+        st->f = f;
+        st->user = user;
+        st->next = NULL;
+        if (c->stash_tail)
+            c->stash_tail->next = st;
+        else
+            c->stash_head = st;
+        c->stash_tail = st;
     }
 }
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handover/str.h"
+
 /* A bad input is echoed in messages so a person can find it, but only its
  * start: the input may be a whole record pasted into the wrong field. */
 #define ECHO_MAX 20
@@ -27,23 +29,10 @@ is_hex_lower(char c)
     return is_digit(c) || (c >= 'a' && c <= 'f');
 }
 
-/* Copy at most ECHO_MAX characters of s into out, replacing bytes that are
- * not printable ASCII with '?' so a message stays one readable line, and
- * marking a cut with "...". */
 static void
 echo_copy(char *out, size_t outsz, const char *s)
 {
-    size_t n = 0;
-    size_t i = 0;
-    for (; s[i] != '\0' && i < ECHO_MAX && n + 1 < outsz; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-    }
-    if (s[i] != '\0' && n + 4 <= outsz) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
+    hov_echo(out, outsz, s, ECHO_MAX);
 }
 
 hov_err

@@ -11,3 +11,21 @@ hov_strlcpy(char *dst, size_t cap, const char *src)
     dst[k] = '\0';
     return n;
 }
+
+void
+hov_echo(char *out, size_t outsz, const char *s, size_t max)
+{
+    size_t n = 0;
+    size_t i = 0;
+    if (s == NULL)
+        s = "";
+    for (; s[i] != '\0' && i < max && n + 1 < outsz; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    if (s[i] != '\0' && n + 4 <= outsz) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}

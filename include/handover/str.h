@@ -10,4 +10,11 @@
  * replacement for snprintf("%s"), which is slow for plain copies. */
 size_t hov_strlcpy(char *dst, size_t cap, const char *src);
 
+/* At most max characters of s (NULL reads as "") into out for a message:
+ * bytes other than printable ASCII become '?', so a message stays one
+ * readable line whatever arrived, and a cut is marked "...". A bad input
+ * is echoed so a person can find it, but only its start: it may be a
+ * whole record pasted into the wrong field. */
+void hov_echo(char *out, size_t outsz, const char *s, size_t max);
+
 #endif
