@@ -592,8 +592,6 @@ effects_publish(broker *b, op *o, uint64_t now)
         b->n_duplicate++;
     else
         b->n_accepted++;
-    hov_debug("accepted event=%s seq=%llu dup=%d", o->ev->event_id,
-              (unsigned long long)o->seq, o->duplicate);
     send_ack(b, o);
     (void)now;
 }
@@ -653,6 +651,24 @@ complete(broker *b, batch *bt, hov_error *err)
                      bt->fatal_err.msg);
     batch_reset(bt);
     return e;
+}
+
+/* A quiet moment (a poll that timed out with nothing staged) is the time
+ * to merge the ids gathered so far, so that under load the merges that
+ * block the loop for a moment stay rare and small. */
+static void
+idle_merge(broker *b)
+{
+    if (store_recent_count(b->st) < 1024)
+        return;
+    hov_error err = {0};
+    size_t merged = 0;
+    uint64_t t0 = hov_mono_us();
+    if (store_merge_ids(b->st, true, &merged, &err) != HOV_OK)
+        hov_warn("merge of the ids index postponed: %s", err.msg);
+    else if (merged > 0)
+        hov_info("merged ids=%zu into the ids index in %llu ms (idle)", merged,
+                 (unsigned long long)(hov_mono_us() - t0) / 1000);
 }
 
 /* Phase 3 and 4 of the loop: commit the staged batch in one durable
@@ -966,6 +982,7 @@ broker_open(broker *b, hov_error *err)
     const config *c = b->cfg;
     hov_err e;
     if ((e = store_set_map_size(b->st, c->map_size, err)) != HOV_OK ||
+        (e = store_set_merge_at(b->st, c->ids_merge_at, err)) != HOV_OK ||
         (e = store_open(b->st, c->data_dir, err)) != HOV_OK)
         return e;
     store_txn *txn;
@@ -1024,6 +1041,8 @@ broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
         if (n < 0 && zmq_errno() != EINTR)
             return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq_poll: %s",
                             zmq_strerror(zmq_errno()));
+        if (n == 0 && b->stage->nops == 0)
+            idle_merge(b);
         /* Read every frame that is waiting, up to a batch. */
         while (!batch_full(b->stage)) {
             zmq_msg_t id, body;

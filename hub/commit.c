@@ -437,6 +437,22 @@ batch_fail_all(batch *bt, hov_err e, const char *msg)
     }
 }
 
+/* Once enough new ids have gathered, move them into the ids tree in one
+ * sorted pass (store.h). A failure leaves them where they are, durable in
+ * the recent log; it is logged and tried again after the next commit. */
+static void
+merge_ids(const commit_ctx *c)
+{
+    hov_error err = {0};
+    size_t merged = 0;
+    uint64_t t0 = hov_mono_us();
+    if (store_merge_ids(c->st, false, &merged, &err) != HOV_OK)
+        hov_warn("merge of the ids index postponed: %s", err.msg);
+    else if (merged > 0)
+        hov_info("merged ids=%zu into the ids index in %llu ms", merged,
+                 (unsigned long long)(hov_mono_us() - t0) / 1000);
+}
+
 /* Apply the batch in one write transaction and commit it. When the
  * store fills up part-way, the transaction is redone without the publish
  * that hit the limit and those after it (they are Nak'd "temporary"), so
@@ -462,8 +478,10 @@ commit_batch(const commit_ctx *c, batch *bt)
             uint64_t t0 = hov_mono_us();
             e = store_commit(txn, &err);
             bt->commit_us += hov_mono_us() - t0;
-            if (e == HOV_OK)
+            if (e == HOV_OK) {
+                merge_ids(c);
                 return;
+            }
         } else if (txn != NULL) {
             store_abort(txn);
         }

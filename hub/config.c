@@ -22,6 +22,7 @@ const char config_default_yaml[] =
     "  backoff_initial_ms: 1000\n"
     "  backoff_max_ms: 300000\n"
     "  batch_max: 2048\n"
+    "  ids_merge_at: 65536\n"
     "  deliver_discharge_outcomes: false\n"
     "\n"
     "organisations:\n"
@@ -110,6 +111,7 @@ config_defaults(config *c)
     c->backoff_initial_ms = 1000;
     c->backoff_max_ms = 300000;
     c->batch_max = 2048;
+    c->ids_merge_at = 65536;
 }
 
 /* ------------------------------------------------------------ parsing --- */
@@ -201,6 +203,7 @@ setting_apply(config *c, parse_ctx *p, const yaml_node_t *n, const char *key)
     U("backoff_initial_ms", backoff_initial_ms, 86400000)
     U("backoff_max_ms", backoff_max_ms, 86400000)
     U("batch_max", batch_max, 1000000)
+    U("ids_merge_at", ids_merge_at, 10000000)
 #undef U
     if (strcmp(key, "map_size_mb") == 0) {
         if ((rc = parse_uint(p, n, key, 1ULL << 30, &v)) != HOV_OK)

@@ -62,7 +62,8 @@ typedef struct config {
     unsigned max_attempts; /* deliveries before dead letters */
     unsigned backoff_initial_ms;
     unsigned backoff_max_ms;
-    unsigned batch_max; /* frames per group commit, at most */
+    unsigned batch_max;    /* frames per group commit, at most */
+    unsigned ids_merge_at; /* new ids gathered before a sorted merge */
     bool deliver_discharge_outcomes;
     config_org *orgs;
     size_t n_orgs;

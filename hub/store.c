@@ -10,10 +10,12 @@
 #include <sys/stat.h>
 
 #include "handover/log.h"
+#include "handover/map.h"
 
 enum {
     DB_EVENTS,
     DB_IDS,
+    DB_RECENT,
     DB_QUEUE,
     DB_DEAD,
     DB_DELIVERIES,
@@ -21,8 +23,9 @@ enum {
     DB_AUDIT,
     DB_N
 };
-static const char *db_names[DB_N] = {"events",     "ids",     "queue", "dead",
-                                     "deliveries", "replies", "audit"};
+static const char *db_names[DB_N] = {"events",  "ids",  "recent",
+                                     "queue",   "dead", "deliveries",
+                                     "replies", "audit"};
 
 /* Counters and chain head: committed copies live in store, staged copies in
  * the write transaction, so an aborted batch leaves no gap or fork. */
@@ -34,6 +37,14 @@ typedef struct counters {
     uint8_t audit_head[STORE_HASH_BYTES];
 } counters;
 
+/* An id accepted but not yet merged into the ids database: kept in memory
+ * and, for durability, in the recent log (sequential appends). */
+typedef struct recent_id {
+    uint8_t id[16];
+    uint64_t seq;
+    uint8_t digest[STORE_DIGEST_BYTES];
+} recent_id;
+
 struct store {
     MDB_env *env;
     MDB_dbi dbi[DB_N];
@@ -43,6 +54,8 @@ struct store {
     bool broken;           /* LMDB said MDB_PANIC */
     uint64_t prealloc_end; /* the data file is allocated up to here */
     bool prealloc_warned;
+    hov_map *recent; /* 16-byte id -> recent_id, not yet in ids */
+    size_t merge_at; /* merge recent into ids at this many */
     counters c;
 };
 
@@ -51,6 +64,8 @@ struct store_txn {
     MDB_txn *txn;
     bool rdonly;
     bool poisoned;
+    recent_id **added; /* recent ids this txn added: undone on abort */
+    size_t n_added, cap_added;
     counters c;
     /* The audit hashes of the records appended in this txn; rec->hash and
      * rec->prev_hash point here. */
@@ -119,8 +134,67 @@ store_new(store **out, hov_error *err)
         return store_mdb_err(err, rc, "create", "LMDB environment");
     }
     s->map_size = (size_t)1 << 30;
+    s->merge_at = 65536;
+    hov_err e = hov_map_new(&s->recent, err);
+    if (e != HOV_OK) {
+        mdb_env_close(s->env);
+        free(s);
+        return e;
+    }
     *out = s;
     return HOV_OK;
+}
+
+hov_err
+store_set_merge_at(store *s, size_t n, hov_error *err)
+{
+    if (s->open)
+        return hov_fail(err, HOV_ESTATE, 0,
+                        "store_set_merge_at after store_open");
+    s->merge_at = n ? n : 1;
+    return HOV_OK;
+}
+
+static void
+recent_clear(store *s)
+{
+    size_t pos = 0;
+    void *v;
+    while (hov_map_next(s->recent, &pos, NULL, NULL, &v))
+        free(v);
+    hov_map_free(s->recent);
+    s->recent = NULL;
+}
+
+/* The recent log into memory, at start-up. */
+static hov_err
+load_recent(store *s, MDB_txn *txn, hov_error *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, s->dbi[DB_RECENT], &cur);
+    if (rc != 0)
+        return store_mdb_err(err, rc, "open cursor", "recent ids");
+    MDB_val k, v;
+    hov_err e = HOV_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && e == HOV_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8 || v.mv_size != 16 + STORE_DIGEST_BYTES) {
+            e = hov_fail(err, HOV_ESTORE, 0, "recent id entry is damaged");
+            break;
+        }
+        recent_id *r = malloc(sizeof *r);
+        if (r == NULL) {
+            e = hov_fail(err, HOV_ENOMEM, 0, "load recent ids");
+            break;
+        }
+        r->seq = rd_be64(k.mv_data);
+        memcpy(r->id, v.mv_data, 16);
+        memcpy(r->digest, (uint8_t *)v.mv_data + 16, STORE_DIGEST_BYTES);
+        if ((e = hov_map_put(s->recent, r->id, 16, r, err)) != HOV_OK)
+            free(r);
+    }
+    mdb_cursor_close(cur);
+    return e;
 }
 
 hov_err
@@ -237,6 +311,8 @@ store_open(store *s, const char *dir, hov_error *err)
         }
     }
     hov_err e = load_counters(s, txn, err);
+    if (e == HOV_OK)
+        e = load_recent(s, txn, err);
     if (e != HOV_OK) {
         mdb_txn_abort(txn);
         return e;
@@ -254,6 +330,8 @@ store_free(store *s)
     if (s == NULL)
         return;
     mdb_env_close(s->env);
+    if (s->recent)
+        recent_clear(s);
     free(s);
 }
 
@@ -386,6 +464,24 @@ store_prealloc(store *s)
     }
 }
 
+/* A transaction that did not commit takes back the ids it added. */
+static void
+txn_undo_recent(store_txn *t)
+{
+    for (size_t i = 0; i < t->n_added; i++) {
+        hov_map_del(t->s->recent, t->added[i]->id, 16);
+        free(t->added[i]);
+    }
+    t->n_added = 0;
+}
+
+static void
+txn_free(store_txn *t)
+{
+    free(t->added);
+    free(t);
+}
+
 hov_err
 store_commit(store_txn *t, hov_error *err)
 {
@@ -415,9 +511,11 @@ store_commit(store_txn *t, hov_error *err)
                 mdb_txn_abort(probe);
         }
     }
+    if (e != HOV_OK)
+        txn_undo_recent(t);
     if (!t->rdonly)
         s->in_write = false;
-    free(t);
+    txn_free(t);
     return e;
 }
 
@@ -427,9 +525,10 @@ store_abort(store_txn *t)
     if (t == NULL)
         return;
     mdb_txn_abort(t->txn);
+    txn_undo_recent(t);
     if (!t->rdonly)
         t->s->in_write = false;
-    free(t);
+    txn_free(t);
 }
 
 /* Pack a protobuf record straight into LMDB's page (MDB_RESERVE): one copy
@@ -493,6 +592,12 @@ store_event_find(store_txn *t, const char *id, uint64_t *seq,
     uint8_t key[16];
     if (!uuid_bin(id, key))
         return hov_fail(err, HOV_EINVAL, 0, "event id %.40s is not a UUID", id);
+    const recent_id *r = hov_map_get(t->s->recent, key, sizeof key);
+    if (r != NULL) {
+        *seq = r->seq;
+        memcpy(digest, r->digest, STORE_DIGEST_BYTES);
+        return HOV_OK;
+    }
     hov_err e = get_raw(t, DB_IDS, key, sizeof key, &v, id, err);
     if (e != HOV_OK)
         return e;
@@ -515,12 +620,9 @@ store_event_add(store_txn *t, const char *id,
     uint8_t key[16];
     if (!uuid_bin(id, key))
         return hov_fail(err, HOV_EINVAL, 0, "event id %.40s is not a UUID", id);
-    uint8_t idx[8 + STORE_DIGEST_BYTES];
     uint8_t kb[8];
     uint64_t n = t->c.event_next;
     be64(kb, n);
-    be64(idx, n);
-    memcpy(idx + 8, digest, STORE_DIGEST_BYTES);
     MDB_val k = {8, kb}, v = {len, NULL};
     /* MDB_APPEND: the key is the largest so far, so LMDB fills the last
      * page instead of searching. */
@@ -529,10 +631,37 @@ store_event_add(store_txn *t, const char *id,
     if (rc != 0)
         return txn_fail(t, err, rc, "store event", id);
     uint8_t *dst = v.mv_data;
-    MDB_val ik = {sizeof key, key}, iv = {sizeof idx, idx};
-    rc = mdb_put(t->txn, t->s->dbi[DB_IDS], &ik, &iv, MDB_NOOVERWRITE);
+    /* The id goes to the recent log, appended like the event, and to
+     * memory; store_merge_ids moves it into the ids tree later, in sorted
+     * bulk. One random insert per event into a large tree would copy a
+     * page per event on every commit. */
+    uint8_t rv[16 + STORE_DIGEST_BYTES];
+    memcpy(rv, key, 16);
+    memcpy(rv + 16, digest, STORE_DIGEST_BYTES);
+    MDB_val rk = {8, kb}, rval = {sizeof rv, rv};
+    rc = mdb_put(t->txn, t->s->dbi[DB_RECENT], &rk, &rval, MDB_APPEND);
     if (rc != 0)
         return txn_fail(t, err, rc, "index event", id);
+    if (t->n_added == t->cap_added) {
+        size_t cap = t->cap_added ? t->cap_added * 2 : 256;
+        recent_id **na = realloc(t->added, cap * sizeof *na);
+        if (na == NULL) {
+            t->poisoned = true;
+            return hov_fail(err, HOV_ENOMEM, 0, "index event %s", id);
+        }
+        t->added = na;
+        t->cap_added = cap;
+    }
+    recent_id *r = malloc(sizeof *r);
+    if (r == NULL || hov_map_put(t->s->recent, key, 16, r, err) != HOV_OK) {
+        free(r);
+        t->poisoned = true;
+        return hov_fail(err, HOV_ENOMEM, 0, "index event %s", id);
+    }
+    memcpy(r->id, key, 16);
+    r->seq = n;
+    memcpy(r->digest, digest, STORE_DIGEST_BYTES);
+    t->added[t->n_added++] = r;
     t->c.event_next++;
     *seq = n;
     *buf = dst;
@@ -773,4 +902,84 @@ store_audit_scan(store_txn *t, uint64_t from_seq, store_audit_fn fn, void *arg,
     if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
         e = txn_fail(t, err, rc, "scan", "audit");
     return e;
+}
+
+static int
+recent_cmp(const void *a, const void *b)
+{
+    const recent_id *x = *(recent_id *const *)a, *y = *(recent_id *const *)b;
+    return memcmp(x->id, y->id, 16);
+}
+
+hov_err
+store_merge_ids(store *s, bool force, size_t *merged, hov_error *err)
+{
+    size_t n = hov_map_count(s->recent);
+    *merged = 0;
+    if (n == 0 || (!force && n < s->merge_at))
+        return HOV_OK;
+    recent_id **v = malloc(n * sizeof *v);
+    if (v == NULL)
+        return hov_fail(err, HOV_ENOMEM, 0, "merge %zu ids", n);
+    size_t pos = 0, i = 0;
+    void *val;
+    uint64_t last = 0;
+    while (hov_map_next(s->recent, &pos, NULL, NULL, &val)) {
+        v[i++] = val;
+        if (v[i - 1]->seq > last)
+            last = v[i - 1]->seq;
+    }
+    /* Sorted, so the inserts walk the tree once, page after page. */
+    qsort(v, n, sizeof *v, recent_cmp);
+    store_txn *t;
+    hov_err e = store_begin(s, false, &t, err);
+    for (size_t k = 0; e == HOV_OK && k < n; k++) {
+        uint8_t iv[8 + STORE_DIGEST_BYTES];
+        be64(iv, v[k]->seq);
+        memcpy(iv + 8, v[k]->digest, STORE_DIGEST_BYTES);
+        MDB_val ik = {16, v[k]->id}, ival = {sizeof iv, iv};
+        int rc = mdb_put(t->txn, s->dbi[DB_IDS], &ik, &ival, 0);
+        if (rc != 0)
+            e = txn_fail(t, err, rc, "merge", "ids");
+    }
+    MDB_cursor *cur = NULL;
+    if (e == HOV_OK) {
+        /* Empty the recent log up to the last merged event. */
+        int rc = mdb_cursor_open(t->txn, s->dbi[DB_RECENT], &cur);
+        if (rc != 0) {
+            cur = NULL;
+            e = txn_fail(t, err, rc, "open cursor", "recent ids");
+        }
+        MDB_val k, d;
+        while (e == HOV_OK) {
+            rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+            if (rc == MDB_NOTFOUND || (rc == 0 && rd_be64(k.mv_data) > last))
+                break;
+            if (rc == 0)
+                rc = mdb_cursor_del(cur, 0);
+            if (rc != 0)
+                e = txn_fail(t, err, rc, "trim", "recent ids");
+        }
+    }
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (e == HOV_OK)
+        e = store_commit(t, err);
+    else
+        store_abort(t);
+    if (e == HOV_OK) {
+        for (size_t k = 0; k < n; k++) {
+            hov_map_del(s->recent, v[k]->id, 16);
+            free(v[k]);
+        }
+        *merged = n;
+    }
+    free(v);
+    return e;
+}
+
+size_t
+store_recent_count(const store *s)
+{
+    return hov_map_count(s->recent);
 }

@@ -3,6 +3,8 @@
  * Named databases (keys; values are protobuf records from proto/store.proto):
  *   events      event seq (8 bytes, BE)         -> serialised Event
  *   ids         event_id (16 bytes, binary)     -> event seq + content digest
+ *   recent      event seq (8, BE)               -> event_id + digest, not
+ *                                                  yet merged into ids
  *   queue       agency (1 byte) + seq (8, BE)   -> QueueEntry
  *   dead        seq (8, BE)                     -> DeadLetter
  *   deliveries  event seq + destination         -> Delivery (lifecycle)
@@ -12,7 +14,10 @@
  * Events are keyed by arrival order, not by their (random) id: a batch of
  * a thousand inserts then fills the end of the tree, where keyed by id it
  * would copy a thousand scattered pages on every commit. Only the small
- * ids index takes random inserts.
+ * ids index takes random inserts, and those in sorted bulk: a new id is
+ * appended to the recent log and kept in memory, and store_merge_ids moves
+ * many at once into ids (LSM style), so a commit writes no random page for
+ * it. Lookups by id look in memory first, then in ids.
  *
  * Durability: the environment is opened with LMDB's default sync behaviour
  * (no MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC), so store_commit returns
@@ -52,6 +57,11 @@ HOV_NODISCARD hov_err store_new(store **out, hov_error *err);
  * only, else HOV_ESTATE. */
 HOV_NODISCARD hov_err store_set_map_size(store *s, size_t bytes,
                                          hov_error *err);
+
+/* Merge recent ids into the ids tree once this many have gathered (default
+ * 65536; each costs about 60 bytes of memory until merged). Before
+ * store_open only, else HOV_ESTATE. */
+HOV_NODISCARD hov_err store_set_merge_at(store *s, size_t n, hov_error *err);
 
 /* Open or create the environment in dir (created if missing) and load the
  * sequence counters and the audit chain head.
@@ -123,6 +133,16 @@ HOV_NODISCARD hov_err store_event_add(store_txn *txn, const char *event_id,
 HOV_NODISCARD hov_err store_event_read(store_txn *txn, uint64_t seq,
                                        const uint8_t **data, size_t *len,
                                        hov_error *err);
+
+/* Move the recent ids into the ids tree in one transaction of sorted
+ * inserts, when at least merge_at have gathered (or any, with force).
+ * *merged gets how many. On failure nothing changes (they stay recent and
+ * durable in the recent log). Hub loop thread; no write txn may be open. */
+HOV_NODISCARD hov_err store_merge_ids(store *s, bool force, size_t *merged,
+                                      hov_error *err);
+
+/* Ids accepted but not yet merged. */
+size_t store_recent_count(const store *s);
 
 /* ----------------------------------------------------------------- queue */
 

@@ -625,3 +625,52 @@ Test(hub_limits, refuses_second_hub_and_bad_config)
     cr_assert(th_log_contains(&hub2, "another handover-hub"));
     th_hub_stop(&hub2);
 }
+
+Test(hub_limits, dedupe_survives_restarts_and_index_merges)
+{
+    static const char *args[] = {"--set", "ids_merge_at=3", NULL};
+    th_hub_init(&hub2, args);
+    th_hub_start(&hub2);
+    hov_client *gp = th_client(&hub2, "gp", "t-gp", false, 0);
+    hov_sample s[5];
+    hov_msg m;
+    for (int i = 0; i < 2; i++) {
+        hov_sample_init(&s[i], "referral", NULL);
+        th_publish_ok(gp, &s[i]);
+    }
+    /* Killed while both ids are only in the recent log. */
+    hov_client_free(gp);
+    th_hub_kill(&hub2, SIGKILL);
+    th_hub_start(&hub2);
+    gp = th_client(&hub2, "gp", "t-gp", false, 0);
+    th_publish(gp, &s[0], &m);
+    cr_assert(m.kind == HOV_MSG_ACK && m.duplicate,
+              "an id from the recent log is known after a crash");
+
+    /* Enough new ids to merge them into the ids tree. */
+    for (int i = 2; i < 5; i++) {
+        hov_sample_init(&s[i], "referral", NULL);
+        th_publish_ok(gp, &s[i]);
+    }
+    cr_assert(th_log_contains(&hub2, "merged ids="), "a merge happened");
+    for (int i = 0; i < 5; i++) {
+        th_publish(gp, &s[i], &m);
+        cr_assert(m.kind == HOV_MSG_ACK && m.duplicate,
+                  "event %d is a duplicate after the merge", i);
+    }
+    s[1].ev.reason = (char *)"changed after the merge";
+    th_publish_nak(gp, &s[1], HOV_ECONFLICT);
+
+    hov_client_free(gp);
+    th_hub_kill(&hub2, SIGKILL);
+    th_hub_start(&hub2);
+    gp = th_client(&hub2, "gp", "t-gp", false, 0);
+    for (int i = 0; i < 5; i++) {
+        hov_sample_init(&s[i], "referral", NULL); /* new ids */
+        th_publish_ok(gp, &s[i]);
+        th_publish(gp, &s[i], &m);
+        cr_assert(m.kind == HOV_MSG_ACK && m.duplicate);
+    }
+    hov_client_free(gp);
+    th_hub_stop(&hub2);
+}
