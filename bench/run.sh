@@ -26,6 +26,7 @@ SIZE=1024          # message size (the peers' figures are for 1 KiB)
 WINDOW=1000        # confirms in flight (compiled into the peers)
 ONLY=all           # all | hub | peers
 RSS_RUN=0          # extra single hub run of this many messages, 0 = none
+LAT_WINDOW=0       # extra hub run with this many confirms in flight, 0 = none
 OUT=
 REBUILD=0
 HUB_ENDPOINT=tcp://127.0.0.1:7499
@@ -44,6 +45,8 @@ Usage: bash bench/run.sh [options]
   -r R            runs per system, interleaved hub,rabbit,nats,... (default $R)
   --only hub|peers  run only Handover's hub, or only the two peers
   --rss-run N     one extra hub run of N messages reporting RSS first/max/last
+  --latency-window W  one extra hub run of N messages with W confirms in
+                  flight, for publish-to-Ack latency at a moderate load
   --out FILE      also write the report (markdown) to FILE
   --rebuild       run 'cmake --build' for handover-hub and hub-bench first
   -h, --help      this text
@@ -66,6 +69,8 @@ while (($#)); do
             ONLY=$2; shift 2 ;;
     --rss-run) [[ $# -ge 2 ]] && is_uint "$2" || die "--rss-run needs a positive integer"
                RSS_RUN=$2; shift 2 ;;
+    --latency-window) [[ $# -ge 2 ]] && is_uint "$2" || die "--latency-window needs a positive integer"
+               LAT_WINDOW=$2; shift 2 ;;
     --out) [[ $# -ge 2 && -n $2 ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
     --rebuild) REBUILD=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -481,7 +486,7 @@ run_hub() {
   stop_proc "$HUB_PID" 15; HUB_PID=
   line=$(grep 'confirmed .* msg/s' "$out" | tail -n 1) || true
   [[ -n $line ]] || { tail_log "$out" "hub-bench stdout"; die "hub-bench printed no result line (run $disp)"; }
-  if [[ $tag == rss ]]; then
+  if [[ $tag == rss || $tag == lat ]]; then
     why=$(parse_line rss "$tag" "$line" "$n") || die "cannot use hub-bench's line ($why): $line"
   else
     why=$(parse_line hub "$tag" "$line" "$n") || die "cannot use hub-bench's line ($why): $line"
@@ -507,6 +512,14 @@ RSS_LINE=
 if ((RSS_RUN > 0)); then
   run_hub rss "$RSS_RUN" "$RSS_TIMEOUT" "rss (single run)"
   RSS_LINE=$HUB_LINE
+fi
+# Publish-to-Ack latency is window / throughput when the window is full
+# (Little's law), so it is measured in its own run with a small window.
+LAT_LINE=
+if ((LAT_WINDOW > 0)); then
+  saved_window=$WINDOW; WINDOW=$LAT_WINDOW
+  run_hub lat "$N" "$BENCH_TIMEOUT" "latency (window $LAT_WINDOW)"
+  WINDOW=$saved_window; LAT_LINE=$HUB_LINE
 fi
 
 # ---------------------------------------------------------------------------
@@ -559,6 +572,7 @@ REPORT=$TMP/report.md
     echo "|---|---:|---:|---:|---:|---:|"
     cat "$RSSLOG"
     [[ -n $RSS_LINE ]] && { echo; echo "RSS run line: \`$RSS_LINE\`"; }
+    [[ -n $LAT_LINE ]] && { echo; echo "Latency run (window $LAT_WINDOW): \`$LAT_LINE\`"; }
   fi
   echo
   echo "Raw lines, in run order:"
