@@ -904,6 +904,8 @@ store_audit_scan(store_txn *t, uint64_t from_seq, store_audit_fn fn, void *arg,
     return e;
 }
 
+#define MERGE_CHUNK 4096
+
 static int
 recent_cmp(const void *a, const void *b)
 {
@@ -929,22 +931,40 @@ store_merge_ids(store *s, bool force, size_t *merged, hov_error *err)
         if (v[i - 1]->seq > last)
             last = v[i - 1]->seq;
     }
-    /* Sorted, so the inserts walk the tree once, page after page. */
+    /* Sorted, so the inserts walk the tree once, page after page; in
+     * chunks, because LMDB keeps every page a transaction dirtied for
+     * reuse (its memory would grow with the tree) and caps a transaction's
+     * dirty pages. Chunks cover disjoint key ranges, so together they write
+     * each page no more than one big transaction would. */
     qsort(v, n, sizeof *v, recent_cmp);
-    store_txn *t;
-    hov_err e = store_begin(s, false, &t, err);
-    for (size_t k = 0; e == HOV_OK && k < n; k++) {
-        uint8_t iv[8 + STORE_DIGEST_BYTES];
-        be64(iv, v[k]->seq);
-        memcpy(iv + 8, v[k]->digest, STORE_DIGEST_BYTES);
-        MDB_val ik = {16, v[k]->id}, ival = {sizeof iv, iv};
-        int rc = mdb_put(t->txn, s->dbi[DB_IDS], &ik, &ival, 0);
-        if (rc != 0)
-            e = txn_fail(t, err, rc, "merge", "ids");
+    hov_err e = HOV_OK;
+    for (size_t from = 0; e == HOV_OK && from < n; from += MERGE_CHUNK) {
+        size_t to = from + MERGE_CHUNK < n ? from + MERGE_CHUNK : n;
+        store_txn *t;
+        if ((e = store_begin(s, false, &t, err)) != HOV_OK)
+            break;
+        for (size_t k = from; e == HOV_OK && k < to; k++) {
+            uint8_t iv[8 + STORE_DIGEST_BYTES];
+            be64(iv, v[k]->seq);
+            memcpy(iv + 8, v[k]->digest, STORE_DIGEST_BYTES);
+            MDB_val ik = {16, v[k]->id}, ival = {sizeof iv, iv};
+            int rc = mdb_put(t->txn, s->dbi[DB_IDS], &ik, &ival, 0);
+            if (rc != 0)
+                e = txn_fail(t, err, rc, "merge", "ids");
+        }
+        if (e == HOV_OK)
+            e = store_commit(t, err);
+        else
+            store_abort(t);
     }
+    /* Only then empty the recent log up to the last merged event. A crash
+     * before this leaves ids in both places; the next start loads them
+     * again and merging them again writes the same values. */
+    store_txn *t = NULL;
+    if (e == HOV_OK)
+        e = store_begin(s, false, &t, err);
     MDB_cursor *cur = NULL;
     if (e == HOV_OK) {
-        /* Empty the recent log up to the last merged event. */
         int rc = mdb_cursor_open(t->txn, s->dbi[DB_RECENT], &cur);
         if (rc != 0) {
             cur = NULL;
@@ -963,10 +983,12 @@ store_merge_ids(store *s, bool force, size_t *merged, hov_error *err)
     }
     if (cur != NULL)
         mdb_cursor_close(cur);
-    if (e == HOV_OK)
-        e = store_commit(t, err);
-    else
-        store_abort(t);
+    if (t != NULL) {
+        if (e == HOV_OK)
+            e = store_commit(t, err);
+        else
+            store_abort(t);
+    }
     if (e == HOV_OK) {
         for (size_t k = 0; k < n; k++) {
             hov_map_del(s->recent, v[k]->id, 16);
