@@ -506,7 +506,9 @@ handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
     }
     Handover__Frame *f = NULL;
     hov_error err = {0};
-    if (hov_frame_decode(data, len, &f, &err) != HOV_OK) {
+    /* Decoded into the batch arena: no malloc and free per frame. */
+    ProtobufCAllocator *alloc = &b->stage->pb_alloc;
+    if (hov_frame_decode(data, len, alloc, &f, &err) != HOV_OK) {
         send_nak(b, id, idlen, 0, NULL, err.code, err.msg);
         return;
     }
@@ -540,7 +542,7 @@ handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
             break;
         }
     }
-    handover__frame__free_unpacked(f, NULL);
+    handover__frame__free_unpacked(f, alloc);
 }
 
 /* ------------------------------------------------------------ answering */

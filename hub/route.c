@@ -145,7 +145,8 @@ hov_err
 route_match(const config *c, const Handover__Event *ev,
             const route_reply *reply, route_result *out, hov_error *err)
 {
-    memset(out, 0, sizeof *out);
+    out->n = 0; /* the table is 4 KiB: clear only what says it is empty */
+    out->warning[0] = '\0';
     const char *type = str(ev->event_type);
     bool is_outcome = strcmp(type, "outcome") == 0;
     hov_err e;

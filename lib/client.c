@@ -401,8 +401,8 @@ recv_one(hov_client *c, Handover__Frame **out, void **user, hov_error *err)
         }
         Handover__Frame *f = NULL;
         hov_error derr = {0};
-        hov_err d =
-            hov_frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), &f, &derr);
+        hov_err d = hov_frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), NULL,
+                                     &f, &derr);
         zmq_msg_close(&m);
         if (d != HOV_OK) {
             hov_warn("client=%s: unreadable frame from the hub: %s", c->name,

@@ -67,10 +67,10 @@ hov_frame_send(void *sock, const void *id, size_t idlen,
 }
 
 hov_err
-hov_frame_decode(const uint8_t *data, size_t len, Handover__Frame **out,
-                 hov_error *err)
+hov_frame_decode(const uint8_t *data, size_t len, ProtobufCAllocator *alloc,
+                 Handover__Frame **out, hov_error *err)
 {
-    Handover__Frame *f = handover__frame__unpack(NULL, len, data);
+    Handover__Frame *f = handover__frame__unpack(alloc, len, data);
     if (f == NULL)
         return hov_fail(err, HOV_EMALFORMED, 0,
                         "frame of %zu bytes is not a valid protobuf Frame",
@@ -79,7 +79,7 @@ hov_frame_decode(const uint8_t *data, size_t len, Handover__Frame **out,
         unsigned field = 0;
         if (f->base.n_unknown_fields > 0)
             field = f->base.unknown_fields[0].tag;
-        handover__frame__free_unpacked(f, NULL);
+        handover__frame__free_unpacked(f, alloc);
         if (field)
             return hov_fail(err, HOV_EFRAME, 0,
                             "unknown frame type (Frame field %u); this hub "

@@ -24,11 +24,12 @@
 HOV_NODISCARD hov_err hov_frame_send(void *sock, const void *id, size_t idlen,
                                      const Handover__Frame *f, hov_error *err);
 
-/* Decode one Frame from bytes. Returns owned, free with
- * handover__frame__free_unpacked(f, NULL).
+/* Decode one Frame from bytes, allocating with alloc (NULL: malloc).
+ * Returns owned, free with handover__frame__free_unpacked(f, alloc).
  * HOV_EMALFORMED: the bytes are not a Frame.
  * HOV_EFRAME: a Frame whose kind this version does not know. */
 HOV_NODISCARD hov_err hov_frame_decode(const uint8_t *data, size_t len,
+                                       ProtobufCAllocator *alloc,
                                        Handover__Frame **out, hov_error *err);
 
 /* Name of a frame kind for logs ("publish", "ack", ...). */
