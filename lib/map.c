@@ -4,12 +4,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Keys up to KEY_INLINE bytes (routing ids are longer, NHS numbers, UUIDs
+ * and sequence numbers are not) live in the slot itself: no allocation per
+ * insert on the hot path. */
+#define KEY_INLINE 24
+
 typedef struct slot {
-    void *key; /* NULL: empty */
+    union {
+        void *ptr;
+        unsigned char inl[KEY_INLINE];
+    } key;
     size_t klen;
     uint64_t hash;
-    void *value;
+    void *value; /* NULL: empty (values are never NULL) */
 } slot;
+
+static const void *
+slot_key(const slot *s)
+{
+    return s->klen <= KEY_INLINE ? (const void *)s->key.inl : s->key.ptr;
+}
+
+static void
+slot_free_key(slot *s)
+{
+    if (s->klen > KEY_INLINE)
+        free(s->key.ptr);
+}
 
 struct hov_map {
     slot *slots;
@@ -53,7 +74,8 @@ hov_map_free(hov_map *m)
     if (m == NULL)
         return;
     for (size_t i = 0; i < m->cap; i++)
-        free(m->slots[i].key);
+        if (m->slots[i].value != NULL)
+            slot_free_key(&m->slots[i]);
     free(m->slots);
     free(m);
 }
@@ -64,9 +86,10 @@ map_find(const hov_map *m, const void *key, size_t klen, uint64_t h)
     size_t mask = m->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         const slot *s = &m->slots[i];
-        if (s->key == NULL)
+        if (s->value == NULL)
             return i;
-        if (s->hash == h && s->klen == klen && memcmp(s->key, key, klen) == 0)
+        if (s->hash == h && s->klen == klen &&
+            memcmp(slot_key(s), key, klen) == 0)
             return i;
     }
 }
@@ -75,7 +98,7 @@ void *
 hov_map_get(const hov_map *m, const void *key, size_t klen)
 {
     size_t i = map_find(m, key, klen, map_hash(key, klen));
-    return m->slots[i].key ? m->slots[i].value : NULL;
+    return m->slots[i].value;
 }
 
 static int
@@ -87,10 +110,10 @@ map_grow(hov_map *m)
         return -1;
     for (size_t i = 0; i < m->cap; i++) {
         slot *s = &m->slots[i];
-        if (s->key == NULL)
+        if (s->value == NULL)
             continue;
         size_t j = s->hash & (ncap - 1);
-        while (ns[j].key != NULL)
+        while (ns[j].value != NULL)
             j = (j + 1) & (ncap - 1);
         ns[j] = *s;
     }
@@ -104,9 +127,11 @@ hov_err
 hov_map_put(hov_map *m, const void *key, size_t klen, void *value,
             hov_error *err)
 {
+    if (value == NULL)
+        return hov_fail(err, HOV_EINVAL, 0, "map value must not be NULL");
     uint64_t h = map_hash(key, klen);
     size_t i = map_find(m, key, klen, h);
-    if (m->slots[i].key != NULL) {
+    if (m->slots[i].value != NULL) {
         m->slots[i].value = value;
         return HOV_OK;
     }
@@ -116,11 +141,19 @@ hov_map_put(hov_map *m, const void *key, size_t klen, void *value,
                             m->cap * 2);
         i = map_find(m, key, klen, h);
     }
-    void *k = malloc(klen ? klen : 1);
-    if (k == NULL)
-        return hov_fail(err, HOV_ENOMEM, 0, "copy map key");
-    memcpy(k, key, klen);
-    m->slots[i] = (slot){k, klen, h, value};
+    slot *s = &m->slots[i];
+    if (klen <= KEY_INLINE) {
+        memcpy(s->key.inl, key, klen);
+    } else {
+        void *k = malloc(klen);
+        if (k == NULL)
+            return hov_fail(err, HOV_ENOMEM, 0, "copy map key");
+        memcpy(k, key, klen);
+        s->key.ptr = k;
+    }
+    s->klen = klen;
+    s->hash = h;
+    s->value = value;
     m->count++;
     return HOV_OK;
 }
@@ -130,15 +163,15 @@ hov_map_del(hov_map *m, const void *key, size_t klen)
 {
     size_t mask = m->cap - 1;
     size_t i = map_find(m, key, klen, map_hash(key, klen));
-    if (m->slots[i].key == NULL)
+    if (m->slots[i].value == NULL)
         return NULL;
     void *value = m->slots[i].value;
-    free(m->slots[i].key);
-    m->slots[i].key = NULL;
+    slot_free_key(&m->slots[i]);
+    m->slots[i].value = NULL;
     m->count--;
     /* Backward-shift: move later members of the probe run into the hole so
      * lookups never stop early at it. */
-    for (size_t j = (i + 1) & mask; m->slots[j].key != NULL;
+    for (size_t j = (i + 1) & mask; m->slots[j].value != NULL;
          j = (j + 1) & mask) {
         size_t home = m->slots[j].hash & mask;
         /* Move j into hole i unless its home lies cyclically in (i, j]. */
@@ -146,7 +179,7 @@ hov_map_del(hov_map *m, const void *key, size_t klen)
             (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (!in_range) {
             m->slots[i] = m->slots[j];
-            m->slots[j].key = NULL;
+            m->slots[j].value = NULL;
             i = j;
         }
     }
@@ -165,10 +198,10 @@ hov_map_next(const hov_map *m, size_t *pos, const void **key, size_t *klen,
 {
     for (; *pos < m->cap; (*pos)++) {
         const slot *s = &m->slots[*pos];
-        if (s->key == NULL)
+        if (s->value == NULL)
             continue;
         if (key)
-            *key = s->key;
+            *key = slot_key(s);
         if (klen)
             *klen = s->klen;
         if (value)
