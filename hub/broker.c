@@ -52,7 +52,8 @@ struct broker {
     char instance[37];
     validate_opts vopts;
     uint64_t next_timeout_scan_ms;
-    int full_checked; /* -1: not yet this batch; else store_near_full */
+    uint64_t last_frame_ms; /* monotonic: when a frame last arrived */
+    int full_checked;       /* -1: not yet this batch; else store_near_full */
     /* scratch for packing events */
     uint8_t *scratch;
     size_t scratch_cap;
@@ -495,6 +496,7 @@ handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
 {
     char reason[256];
     session *s = hov_map_get(b->sessions, id, idlen);
+    b->last_frame_ms = hov_mono_ms();
     if (len > b->cfg->max_event_bytes + FRAME_OVERHEAD) {
         snprintf(reason, sizeof reason,
                  "frame of %zu bytes exceeds the limit of %zu bytes "
@@ -655,13 +657,15 @@ complete(broker *b, batch *bt, hov_error *err)
     return e;
 }
 
-/* A quiet moment (a poll that timed out with nothing staged) is the time
- * to merge the ids gathered so far, so that under load the merges that
- * block the loop for a moment stay rare and small. */
+/* A quiet spell (no frame for a second) is the time to merge the ids
+ * gathered so far, so that under load the merges that block the loop for
+ * a moment stay rare. A gap of one poll in a burst is not quiet: merging a
+ * few thousand ids then would scatter the index writes again. */
 static void
 idle_merge(broker *b)
 {
-    if (store_recent_count(b->st) < 1024)
+    if (store_recent_count(b->st) < 1024 ||
+        hov_mono_ms() - b->last_frame_ms < 1000)
         return;
     hov_error err = {0};
     size_t merged = 0;
