@@ -361,10 +361,24 @@ if ((RUN_PEERS)); then
   require_free_port $NATS_PORT "NATS server"
 fi
 ((RUN_HUB)) && require_free_port $HUB_PORT "Handover hub"
-if ((RUN_PEERS)); then
-  start_rabbit
-  start_nats
-fi
+# Each system has the machine to itself while it runs: an idle Erlang VM
+# spins its schedulers and would take CPU from whichever system runs beside
+# it on two cores. So each peer server is started for its own run and
+# stopped after it; the runs still alternate, so drift hits all equally.
+stop_rabbit() {
+  [[ -n $RABBIT_PID ]] || return 0
+  if alive "$RABBIT_PID"; then
+    rabbitmqctl_ stop >/dev/null 2>&1
+    wait_gone "$RABBIT_PID" 30
+  fi
+  stop_proc "$RABBIT_PID" 20 group
+  RABBIT_PID=
+}
+stop_nats() {
+  [[ -n $NATS_PID ]] || return 0
+  stop_proc "$NATS_PID" 20
+  NATS_PID=
+}
 
 # ---------------------------------------------------------------------------
 # 4./5. bench runs
@@ -504,8 +518,12 @@ run_hub() {
 for ((i = 1; i <= R; i++)); do
   ((RUN_HUB)) && run_hub "$i" "$N" "$BENCH_TIMEOUT" "$i/$R"
   if ((RUN_PEERS)); then
+    start_rabbit
     run_peer rabbit "$PEER_BIN/rabbit_bench" "$i"
+    stop_rabbit
+    start_nats
     run_peer nats "$PEER_BIN/nats_bench" "$i"
+    stop_nats
   fi
 done
 RSS_LINE=
@@ -539,7 +557,7 @@ REPORT=$TMP/report.md
 {
   echo "## Handover vs RabbitMQ vs NATS JetStream"
   echo
-  echo "$N messages x $SIZE B per run, $WINDOW confirms in flight, one consumer, loopback; $R run(s) per system, interleaved (hub, rabbit, nats, ...); medians of each column."
+  echo "$N messages x $SIZE B per run, $WINDOW confirms in flight, one consumer, loopback; $R run(s) per system, interleaved (hub, rabbit, nats, ...), each peer server started for its own run only; medians of each column."
   echo
   echo "| system | a confirm means | confirmed msg/s | end-to-end msg/s | latency p50 ms | latency p99 ms | runs |"
   echo "|---|---|---:|---:|---:|---:|---:|"
