@@ -333,6 +333,8 @@ handle_publish(broker *b, session *s, const Handover__Publish *pub)
     o->agency = s->agency;
     o->seq = pub->seq;
     o->ev = ev;
+    o->raw = pub->event.data; /* the frame is in the batch arena too */
+    o->raw_len = pub->event.len;
     memcpy(o->digest, digest, DIGEST_BYTES);
     if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME)
         o->answered_inflight = inflight_has(b, ev->in_reply_to, s->agency);

@@ -148,8 +148,42 @@ check_outcome(const commit_ctx *c, batch *bt, store_txn *txn, op *o,
             return hov_fail(err, HOV_ENOMEM, 0, "copy NHS number");
         memcpy(copy, q->patient->nhs_number, n);
         ev->patient->nhs_number = copy;
+        o->ev_changed = true;
     }
     return HOV_OK;
+}
+
+static hov_err
+store_event(batch *bt, store_txn *txn, op *o, const char *actor, uint64_t *seq,
+            hov_error *err)
+{
+    Handover__Event *ev = o->ev;
+    Handover__Event hub = HANDOVER__EVENT__INIT;
+    Handover__Source src = HANDOVER__SOURCE__INIT;
+    src.agency = (char *)actor;
+    hub.received_at = bt->received_at; /* formatted once per batch */
+    hub.source = &src;
+    size_t tail = handover__event__get_packed_size(&hub);
+    size_t head = o->raw_len;
+    char *saved_recv = ev->received_at, *saved_agency = ev->source->agency;
+    if (o->ev_changed) {
+        ev->received_at = bt->received_at;
+        ev->source->agency = (char *)actor;
+        head = handover__event__get_packed_size(ev);
+        tail = 0;
+    }
+    uint8_t *dst;
+    hov_err e = store_event_add(txn, ev->event_id, o->digest, head + tail, seq,
+                                &dst, err);
+    if (e == HOV_OK && o->ev_changed)
+        handover__event__pack(ev, dst);
+    else if (e == HOV_OK) {
+        memcpy(dst, o->raw, head);
+        handover__event__pack(&hub, dst + head);
+    }
+    ev->received_at = saved_recv;
+    ev->source->agency = saved_agency;
+    return e;
 }
 
 /* Checks that need the store (dedupe, the answered event of an outcome),
@@ -203,20 +237,14 @@ apply_publish(const commit_ctx *c, batch *bt, store_txn *txn, op *o,
         goto refused;
     }
 
-    /* Accept: store the event as received, with the hub's own fields,
-     * packed straight into the page LMDB reserves for it. */
-    char *received = bt->received_at; /* formatted once per batch */
-    char *saved_recv = ev->received_at, *saved_agency = ev->source->agency;
-    ev->received_at = received;
-    ev->source->agency = (char *)actor;
-    size_t n = handover__event__get_packed_size(ev);
-    uint8_t *dst;
-    e = store_event_add(txn, id, o->digest, n, &seq, &dst, err);
-    if (e == HOV_OK)
-        handover__event__pack(ev, dst);
-    ev->received_at = saved_recv;
-    ev->source->agency = saved_agency;
-    if (e != HOV_OK)
+    /* Accept: store the event as the sender packed it, followed by the
+     * hub's own fields (received_at, source.agency) packed as a second
+     * Event. Protobuf parsers merge concatenated messages field by field,
+     * later values winning, so the stored bytes read as the event with the
+     * hub's fields set, without packing all of it a second time. When the
+     * hub filled a field in itself (an outcome's NHS number), it packs the
+     * whole event instead. */
+    if ((e = store_event(bt, txn, o, actor, &seq, err)) != HOV_OK)
         goto out;
 
     char detail[512];

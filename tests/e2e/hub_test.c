@@ -50,6 +50,9 @@ Test(hub, publish_ack_deliver_settle)
     hov_client *nursing = th_client(&hub, "nursing", "t-nursing", true, 8);
     hov_sample s;
     hov_sample_init(&s, "referral", "9996118428");
+    /* What a sender puts in the hub's own fields is ignored. */
+    s.source.agency = (char *)"nursing";
+    s.ev.received_at = (char *)"1999-01-01T00:00:00Z";
     hov_msg m;
     th_publish(gp, &s, &m);
     cr_assert_eq(m.kind, HOV_MSG_ACK);
@@ -67,6 +70,9 @@ Test(hub, publish_ack_deliver_settle)
     cr_assert_str_eq(ev->source->agency, "gp", "the hub sets source.agency");
     cr_assert(hov_rfc3339_utc_valid(ev->received_at),
               "the hub sets received_at");
+    cr_assert_str_neq(ev->received_at, "1999-01-01T00:00:00Z",
+                      "the sender's received_at is overridden");
+    cr_assert_str_eq(ev->source->org->code, "Z99001");
     handover__event__free_unpacked(ev, NULL);
     settle(nursing, &m, HOV_SETTLE_DONE, NULL);
     th_no_delivery(nursing, 800);
