@@ -23,6 +23,57 @@ typedef struct pending {
     uint8_t data[];
 } pending;
 
+/* Frames returned by hov_client_next are decoded into this region, which
+ * is reset at the next call: the hov_msg borrows it until then anyway, and
+ * a busy adapter then allocates nothing per frame. What does not fit goes
+ * to malloc and is freed at the reset. */
+typedef struct bump {
+    uint8_t *buf;
+    size_t cap, used;
+    void **big;
+    size_t nbig, capbig;
+} bump;
+
+static void *
+bump_alloc(void *data, size_t n)
+{
+    bump *b = data;
+    n = (n + 15) & ~(size_t)15;
+    if (b->buf != NULL && b->cap - b->used >= n) {
+        void *p = b->buf + b->used;
+        b->used += n;
+        return p;
+    }
+    if (b->nbig == b->capbig) {
+        size_t cap = b->capbig ? b->capbig * 2 : 16;
+        void **nb = realloc(b->big, cap * sizeof *nb);
+        if (nb == NULL)
+            return NULL;
+        b->big = nb;
+        b->capbig = cap;
+    }
+    void *p = malloc(n);
+    if (p != NULL)
+        b->big[b->nbig++] = p;
+    return p;
+}
+
+static void
+bump_free(void *data, void *p)
+{
+    (void)data; /* all at once, in bump_reset */
+    (void)p;
+}
+
+static void
+bump_reset(bump *b)
+{
+    for (size_t i = 0; i < b->nbig; i++)
+        free(b->big[i]);
+    b->nbig = 0;
+    b->used = 0;
+}
+
 /* A frame kept for hov_client_next while hov_client_publish_wait waited. */
 typedef struct stash {
     Handover__Frame *f;
@@ -51,6 +102,9 @@ struct hov_client {
     size_t n_pending;
     stash *stash_head, *stash_tail;
     Handover__Frame *cur; /* backs the hov_msg last returned */
+    bool cur_in_bump;     /* cur lives in the bump region */
+    bump region;
+    ProtobufCAllocator region_alloc;
 };
 
 static hov_err
@@ -78,6 +132,11 @@ hov_client_new(hov_client **out, const hov_client_opts *o, hov_error *err)
     c->resend_ms = o->resend_ms ? o->resend_ms : 10000;
     c->heartbeat_ms = 1000;
     c->next_seq = 1;
+    c->region.cap = 64 * 1024;
+    c->region.buf = malloc(c->region.cap); /* NULL: everything mallocs */
+    c->region_alloc.alloc = bump_alloc;
+    c->region_alloc.free = bump_free;
+    c->region_alloc.allocator_data = &c->region;
     hov_err e = hov_map_new(&c->by_seq, err);
     if (e != HOV_OK) {
         free(c);
@@ -386,7 +445,8 @@ fill_msg(hov_msg *m, const Handover__Frame *f, void *user)
 /* Receive one frame without waiting. 1: got one for the caller; 0: none
  * waiting; -1: socket failure. */
 static int
-recv_one(hov_client *c, Handover__Frame **out, void **user, hov_error *err)
+recv_one(hov_client *c, ProtobufCAllocator *alloc, Handover__Frame **out,
+         void **user, hov_error *err)
 {
     for (;;) {
         zmq_msg_t m;
@@ -401,7 +461,7 @@ recv_one(hov_client *c, Handover__Frame **out, void **user, hov_error *err)
         }
         Handover__Frame *f = NULL;
         hov_error derr = {0};
-        hov_err d = hov_frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), NULL,
+        hov_err d = hov_frame_decode(zmq_msg_data(&m), zmq_msg_size(&m), alloc,
                                      &f, &derr);
         zmq_msg_close(&m);
         if (d != HOV_OK) {
@@ -413,29 +473,30 @@ recv_one(hov_client *c, Handover__Frame **out, void **user, hov_error *err)
             *out = f;
             return 1;
         }
-        handover__frame__free_unpacked(f, NULL);
+        handover__frame__free_unpacked(f, alloc);
     }
 }
 
 static void
 release_cur(hov_client *c)
 {
-    if (c->cur) {
+    if (c->cur && !c->cur_in_bump)
         handover__frame__free_unpacked(c->cur, NULL);
-        c->cur = NULL;
-    }
+    c->cur = NULL;
+    c->cur_in_bump = false;
+    bump_reset(&c->region); /* nothing else lives there */
 }
 
 /* Wait until deadline (monotonic ms) for one frame for the caller, doing
  * the protocol's chores meanwhile. 1: *f set; 0: deadline passed; -1: a
  * socket failure (err set). */
 static int
-pump(hov_client *c, uint64_t deadline, Handover__Frame **f, void **user,
-     hov_error *err)
+pump(hov_client *c, uint64_t deadline, ProtobufCAllocator *alloc,
+     Handover__Frame **f, void **user, hov_error *err)
 {
     for (;;) {
         tick(c);
-        int r = recv_one(c, f, user, err);
+        int r = recv_one(c, alloc, f, user, err);
         if (r != 0)
             return r;
         uint64_t now = hov_mono_ms();
@@ -474,11 +535,12 @@ hov_client_next(hov_client *c, int timeout_ms, hov_msg *msg, hov_error *err)
         timeout_ms < 0 ? UINT64_MAX : hov_mono_ms() + (uint64_t)timeout_ms;
     Handover__Frame *f = NULL;
     void *user = NULL;
-    int r = pump(c, deadline, &f, &user, err);
+    int r = pump(c, deadline, &c->region_alloc, &f, &user, err);
     if (r < 0)
         return err ? err->code : HOV_ESYS;
     if (r > 0) {
         c->cur = f;
+        c->cur_in_bump = true;
         fill_msg(msg, f, user);
     }
     return HOV_OK;
@@ -498,7 +560,8 @@ hov_client_publish_wait(hov_client *c, const uint8_t *data, size_t len,
     for (;;) {
         Handover__Frame *f = NULL;
         void *user = NULL;
-        int r = pump(c, deadline, &f, &user, err);
+        /* malloc, not the region: frames for later are stashed. */
+        int r = pump(c, deadline, NULL, &f, &user, err);
         if (r < 0)
             return err ? err->code : HOV_ESYS;
         if (r == 0)
@@ -595,6 +658,9 @@ hov_client_free(hov_client *c)
         free(p);
     }
     hov_map_free(c->by_seq);
+    bump_reset(&c->region);
+    free(c->region.buf);
+    free(c->region.big);
     if (c->sock)
         zmq_close(c->sock);
     if (c->ctx)
