@@ -850,25 +850,31 @@ store_audit_append(store_txn *t, Handover__Store__AuditRecord *rec,
     rec->hash.data = NULL;
     rec->hash.len = 0;
 
-    /* hash = BLAKE2b-256(prev_hash || record packed without hash); the
-     * packed record already contains prev_hash, which chains it. */
-    uint8_t stackbuf[1024];
+    /* hash = BLAKE2b-256 over the record packed without its hash; the
+     * packed record contains prev_hash, which chains it. What is stored is
+     * those same bytes followed by the hash as a field of its own: protobuf
+     * parsers merge the two, so it reads as the whole record, and the
+     * record is packed once, not once to hash it and again to store it. */
     size_t len = handover__store__audit_record__get_packed_size(rec);
-    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
-    if (buf == NULL)
-        return hov_fail(err, HOV_ENOMEM, 0, "pack audit record");
-    handover__store__audit_record__pack(rec, buf);
-    crypto_generichash(hash, STORE_HASH_BYTES, buf, len, NULL, 0);
-    if (buf != stackbuf)
-        free(buf);
-    rec->hash.data = hash;
-    rec->hash.len = STORE_HASH_BYTES;
-
+    Handover__Store__AuditRecord tail = HANDOVER__STORE__AUDIT_RECORD__INIT;
+    tail.hash.data = hash;
+    tail.hash.len = STORE_HASH_BYTES;
+    size_t tlen = handover__store__audit_record__get_packed_size(&tail);
+    if (t->rdonly || t->poisoned)
+        return hov_fail(err, HOV_ESTATE, 0, "cannot append audit record");
     uint8_t kb[8];
     be64(kb, rec->seq);
-    hov_err e = put_msg(t, DB_AUDIT, kb, sizeof kb, &rec->base, "audit", err);
-    if (e != HOV_OK)
-        return e;
+    MDB_val k = {sizeof kb, kb}, v = {len + tlen, NULL};
+    int rc =
+        mdb_put(t->txn, t->s->dbi[DB_AUDIT], &k, &v, MDB_RESERVE | MDB_APPEND);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "store", "audit record");
+    uint8_t *dst = v.mv_data;
+    handover__store__audit_record__pack(rec, dst);
+    crypto_generichash(hash, STORE_HASH_BYTES, dst, len, NULL, 0);
+    handover__store__audit_record__pack(&tail, dst + len);
+    rec->hash.data = hash;
+    rec->hash.len = STORE_HASH_BYTES;
     t->c.audit_next++;
     memcpy(t->c.audit_head, hash, STORE_HASH_BYTES);
     return HOV_OK;
