@@ -279,16 +279,31 @@ parse_list(parse_ctx *p, yaml_node_t *n, const char *key, char ***out,
     return HOV_OK;
 }
 
+/* A YAML list of what: its length, and a zeroed array of as many elements
+ * of size bytes in *out (owned by the config, freed by config_fini). */
+static hov_err
+list_alloc(parse_ctx *p, yaml_node_t *seq, const char *what, size_t size,
+           void **out, size_t *n)
+{
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return cfg_bad(p, seq, "%s must be a list", what, NULL);
+    *n =
+        (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    *out = calloc(*n ? *n : 1, size);
+    if (*out == NULL)
+        return hov_fail(p->err, HOV_ENOMEM, 0, "config: allocate %s", what);
+    return HOV_OK;
+}
+
 static hov_err
 parse_orgs(config *c, parse_ctx *p, yaml_node_t *seq)
 {
-    if (seq->type != YAML_SEQUENCE_NODE)
-        return cfg_bad(p, seq, "organisations must be a list", NULL, NULL);
-    size_t n =
-        (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
-    c->orgs = calloc(n ? n : 1, sizeof *c->orgs);
-    if (c->orgs == NULL)
-        return hov_fail(p->err, HOV_ENOMEM, 0, "config: allocate orgs");
+    size_t n;
+    void *arr;
+    hov_err e = list_alloc(p, seq, "organisations", sizeof *c->orgs, &arr, &n);
+    if (e != HOV_OK)
+        return e;
+    c->orgs = arr;
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *m = node(p, seq->data.sequence.items.start[i]);
         config_org *o = &c->orgs[c->n_orgs];
@@ -377,13 +392,12 @@ parse_match(config_route *r, parse_ctx *p, yaml_node_t *m)
 static hov_err
 parse_routes(config *c, parse_ctx *p, yaml_node_t *seq)
 {
-    if (seq->type != YAML_SEQUENCE_NODE)
-        return cfg_bad(p, seq, "routes must be a list", NULL, NULL);
-    size_t n =
-        (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
-    c->routes = calloc(n ? n : 1, sizeof *c->routes);
-    if (c->routes == NULL)
-        return hov_fail(p->err, HOV_ENOMEM, 0, "config: allocate routes");
+    size_t n;
+    void *arr;
+    hov_err e = list_alloc(p, seq, "routes", sizeof *c->routes, &arr, &n);
+    if (e != HOV_OK)
+        return e;
+    c->routes = arr;
     for (size_t i = 0; i < n; i++) {
         yaml_node_t *m = node(p, seq->data.sequence.items.start[i]);
         config_route *r = &c->routes[c->n_routes++];
