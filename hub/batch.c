@@ -30,6 +30,16 @@ arena_alloc(arena *a, size_t n)
     return p;
 }
 
+char *
+arena_strdup(arena *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = arena_alloc(a, n);
+    if (p != NULL)
+        memcpy(p, s, n);
+    return p;
+}
+
 static void
 arena_free_all(arena *a)
 {

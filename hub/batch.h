@@ -34,6 +34,9 @@ typedef struct arena {
 /* NULL when out of memory. */
 void *arena_alloc(arena *a, size_t n);
 
+/* A copy of the NUL-terminated s in the arena; NULL when out of memory. */
+char *arena_strdup(arena *a, const char *s);
+
 typedef enum op_kind { OP_PUBLISH, OP_SETTLE, OP_AUDIT_REJECT } op_kind;
 
 /* What the commit needs of a delivery being settled: a copy, so that it

@@ -126,7 +126,8 @@ check_outcome(const commit_ctx *c, batch *bt, store_txn *txn, op *o,
         snprintf(o->reason, sizeof o->reason,
                  "outcome.status '%s' is not allowed for a %s",
                  ev->outcome->status, q->event_type);
-    } else if (strcmp(ev->correlation_id, q->correlation_id) != 0) {
+    } else if (ev->correlation_id[0] != '\0' &&
+               strcmp(ev->correlation_id, q->correlation_id) != 0) {
         o->result = HOV_EINVAL;
         snprintf(o->reason, sizeof o->reason,
                  "correlation_id %s differs from %s, the correlation_id of "
@@ -139,16 +140,23 @@ check_outcome(const commit_ctx *c, batch *bt, store_txn *txn, op *o,
                  "patient.nhs_number is not the patient of the answered "
                  "event %s",
                  ev->in_reply_to);
-    } else if (ev->patient->nhs_number[0] == '\0') {
-        /* Copied for the audit trail and for ordering (domain 3.3). The
-         * copy lives in the batch arena, like the rest of ev. */
-        size_t n = strlen(q->patient->nhs_number) + 1;
-        char *copy = arena_alloc(&bt->arena, n);
-        if (copy == NULL)
-            return hov_fail(err, HOV_ENOMEM, 0, "copy NHS number");
-        memcpy(copy, q->patient->nhs_number, n);
-        ev->patient->nhs_number = copy;
-        o->ev_changed = true;
+    } else {
+        /* Copied for the audit trail and for ordering (domain 3.3), and
+         * the journey for tracing. The copies live in the batch arena,
+         * like the rest of ev. */
+        if (ev->patient->nhs_number[0] == '\0') {
+            ev->patient->nhs_number =
+                arena_strdup(&bt->arena, q->patient->nhs_number);
+            if (ev->patient->nhs_number == NULL)
+                return hov_fail(err, HOV_ENOMEM, 0, "copy NHS number");
+            o->ev_changed = true;
+        }
+        if (ev->correlation_id[0] == '\0') {
+            ev->correlation_id = arena_strdup(&bt->arena, q->correlation_id);
+            if (ev->correlation_id == NULL)
+                return hov_fail(err, HOV_ENOMEM, 0, "copy correlation_id");
+            o->ev_changed = true;
+        }
     }
     return HOV_OK;
 }

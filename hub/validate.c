@@ -181,18 +181,6 @@ utf8_valid(const char *str)
     return true;
 }
 
-/* Characters (code points) in valid UTF-8: every byte that does not
- * continue a sequence starts one. */
-static size_t
-chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s != '\0'; s++)
-        if (((unsigned char)*s & 0xc0) != 0x80)
-            n++;
-    return n;
-}
-
 static hov_err
 missing(const char *field, hov_error *err)
 {
@@ -206,7 +194,7 @@ text(const char *field, const char *s, size_t max, bool required,
 {
     if (empty(s))
         return required ? missing(field, err) : HOV_OK;
-    size_t n = chars(s);
+    size_t n = hov_utf8_chars(s);
     if (n > max)
         return hov_fail(err, HOV_EINVAL, 0,
                         "%s is %zu characters long, more than the %zu "
@@ -333,8 +321,9 @@ static hov_err
 person(const char *field, const Handover__Person *p, bool need_name,
        hov_error *err)
 {
-    if ((!need_name || !empty(p->name)) && chars(p->name) <= 100 &&
-        chars(p->role) <= 70 && chars(p->id) <= 32 && chars(p->phone) <= 35 &&
+    if ((!need_name || !empty(p->name)) && hov_utf8_chars(p->name) <= 100 &&
+        hov_utf8_chars(p->role) <= 70 && hov_utf8_chars(p->id) <= 32 &&
+        hov_utf8_chars(p->phone) <= 35 &&
         (empty(p->org) || org("", p->org, true, false, NULL) == HOV_OK))
         return HOV_OK;
     char f[FIELD_CAP];
@@ -474,7 +463,11 @@ check_envelope(const Handover__Event *ev, bool outcome, hov_error *err)
     }
     TRY(uuid("event_id", ev->event_id, err));
     TRY(code("event_type", ev->event_type, event_types, true, err));
-    TRY(uuid("correlation_id", ev->correlation_id, err));
+    /* A partner answering an event rarely knows the journey's id (HL7 has
+     * no field for it), so an outcome may leave correlation_id empty and
+     * the hub copies it from the answered event (hub/commit.c). */
+    if (!(outcome && empty(ev->correlation_id)))
+        TRY(uuid("correlation_id", ev->correlation_id, err));
     if (outcome) {
         if (empty(ev->in_reply_to))
             return hov_fail(err, HOV_EMISSING, 0,

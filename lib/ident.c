@@ -1,5 +1,6 @@
 #include "handover/ident.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,4 +186,71 @@ hov_uuid_v4(char out[37])
         out[n++] = hex[b[i] & 0x0f];
     }
     out[n] = '\0';
+}
+
+static int
+hex_val(char c)
+{
+    if (is_digit(c))
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static void
+uuid_format(const unsigned char u[16], char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[u[i] >> 4];
+        out[o++] = hex[u[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+hov_err
+hov_uuid_v5(const char *ns, const void *name, size_t name_len, char out[37],
+            hov_error *err)
+{
+    unsigned char nsb[16];
+    size_t n = 0;
+    for (const char *p = ns; p != NULL && *p != '\0' && n < 32; p++) {
+        if (*p == '-')
+            continue;
+        int v = hex_val(*p);
+        if (v < 0)
+            break;
+        if (n % 2 == 0)
+            nsb[n / 2] = (unsigned char)(v << 4);
+        else
+            nsb[n / 2] |= (unsigned char)v;
+        n++;
+    }
+    if (n != 32 || strlen(ns) != 36)
+        return hov_fail(err, HOV_EINVAL, 0,
+                        "UUID namespace is not a UUID in 8-4-4-4-12 form");
+
+    /* RFC 9562 5.5: SHA-1 over namespace then name; SHA-1 is what the
+     * standard names, not a security choice here (ids are not secrets).
+     * libsodium has no SHA-1, so this one hash comes from libcrypto. */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, nsb, sizeof nsb) == 1 &&
+             EVP_DigestUpdate(ctx, name, name_len) == 1 &&
+             EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= 16;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return hov_fail(err, HOV_ESYS, 0, "SHA-1 for a version 5 UUID failed");
+    md[6] = (unsigned char)((md[6] & 0x0f) | 0x50);
+    md[8] = (unsigned char)((md[8] & 0x3f) | 0x80);
+    uuid_format(md, out);
+    return HOV_OK;
 }

@@ -29,3 +29,13 @@ hov_echo(char *out, size_t outsz, const char *s, size_t max)
     }
     out[n] = '\0';
 }
+
+size_t
+hov_utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++)
+        if (((unsigned char)*s & 0xc0) != 0x80)
+            n++;
+    return n;
+}

@@ -26,8 +26,8 @@ is_leap(int y)
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-static int
-days_in_month(int y, int m)
+int
+hov_days_in_month(int y, int m)
 {
     static const int days[12] = {31, 28, 31, 30, 31, 30,
                                  31, 31, 30, 31, 30, 31};
@@ -85,7 +85,7 @@ parse_date(const char *s, int *y, int *m, int *d)
     if (!digits(s, 4, y) || s[4] != '-' || !digits(s + 5, 2, m) ||
         s[7] != '-' || !digits(s + 8, 2, d))
         return false;
-    return *m >= 1 && *m <= 12 && *d >= 1 && *d <= days_in_month(*y, *m);
+    return *m >= 1 && *m <= 12 && *d >= 1 && *d <= hov_days_in_month(*y, *m);
 }
 
 typedef struct stamp {
@@ -195,7 +195,7 @@ put_digits(char *p, int v, int n)
 static int64_t
 last_sunday(int y, int m)
 {
-    int64_t last = days_from_civil(y, m, days_in_month(y, m));
+    int64_t last = days_from_civil(y, m, hov_days_in_month(y, m));
     /* 1970-01-01 was a Thursday: weekday 4 counting Sunday as 0. */
     int64_t wd = ((last + 4) % 7 + 7) % 7;
     return last - wd;
@@ -222,6 +222,59 @@ hov_date_london_at(uint64_t unix_ms, char out[11])
     out[7] = '-';
     put_digits(out + 8, d, 2);
     out[10] = '\0';
+}
+
+bool
+hov_civil_to_ms(int y, int mo, int d, int h, int mi, int s, int ms,
+                int64_t offset_min, uint64_t *out)
+{
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 ||
+        d > hov_days_in_month(y, mo) || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+        s < 0 || s > 59 || ms < 0 || ms > 999)
+        return false;
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s -
+                   offset_min * 60;
+    if (secs < 0)
+        return false;
+    *out = (uint64_t)secs * 1000u + (uint64_t)ms;
+    return true;
+}
+
+int
+hov_london_to_ms(int y, int mo, int d, int h, int mi, int s, int ms,
+                 uint64_t *out, bool *ambiguous)
+{
+    uint64_t as_utc;
+    if (ambiguous != NULL)
+        *ambiguous = false;
+    if (!hov_civil_to_ms(y, mo, d, h, mi, s, ms, 0, &as_utc))
+        return -1;
+    /* Local wall time L maps to UTC L-1h in summer time and L in winter.
+     * Summer time runs [start, end) in UTC, 01:00 UTC on the last Sundays
+     * of March and October: so local 01:00-01:59 on the March Sunday does
+     * not exist, and local 01:00-01:59 on the October Sunday happens twice
+     * (the first time in summer time). */
+    int64_t start = (last_sunday(y, 3) * 86400 + 3600) * 1000;
+    int64_t end = (last_sunday(y, 10) * 86400 + 3600) * 1000;
+    int64_t local = (int64_t)as_utc;
+    int64_t bst = local - 3600 * 1000; /* the UTC instant if in summer time */
+    bool bst_ok = bst >= start && bst < end;
+    bool gmt_ok = !(local >= start && local < end);
+    if (bst_ok && gmt_ok) {
+        if (ambiguous != NULL)
+            *ambiguous = true;
+        *out = (uint64_t)bst; /* the first occurrence */
+        return 0;
+    }
+    if (bst_ok) {
+        *out = (uint64_t)bst;
+        return 0;
+    }
+    if (gmt_ok) {
+        *out = (uint64_t)local;
+        return 0;
+    }
+    return -2;
 }
 
 void

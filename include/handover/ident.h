@@ -13,6 +13,7 @@
 #define HANDOVER_IDENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "handover/err.h"
 
@@ -54,5 +55,18 @@ bool hov_uuid_valid(const char *s);
  * Aborts the process if libsodium cannot be initialised: without a random
  * source no event id can be made, and nothing useful can continue. */
 void hov_uuid_v4(char out[37]);
+
+/* The namespace of partner event ids (domain 3.8). */
+#define HOV_EVENT_ID_NS "81cc65e4-1b28-468f-9c7f-dbdf6ac1cee7"
+
+/* Write the version 5 UUID (RFC 9562: SHA-1 over the namespace and name)
+ * for name_len bytes of name in namespace ns (8-4-4-4-12 form) into out,
+ * lowercase. Partner event ids are made this way so a resend carries the
+ * same id: hov_uuid_v5(HOV_EVENT_ID_NS, "hl7v2|RZZ01|FELLGATE-PAS|
+ * PAS000187342", ...) gives e09339b8-a502-5cfc-af76-7873b23f04b6.
+ * HOV_EINVAL: ns is not a UUID; HOV_ESYS: the hash failed. */
+HOV_NODISCARD hov_err hov_uuid_v5(const char *ns, const void *name,
+                                  size_t name_len, char out[37],
+                                  hov_error *err);
 
 #endif

@@ -17,4 +17,9 @@ size_t hov_strlcpy(char *dst, size_t cap, const char *src);
  * whole record pasted into the wrong field. */
 void hov_echo(char *out, size_t outsz, const char *s, size_t max);
 
+/* Characters (code points) in the valid UTF-8 string s: every byte that
+ * does not continue a sequence starts one. Length limits in the domain
+ * brief count characters, not bytes. */
+size_t hov_utf8_chars(const char *s);
+
 #endif

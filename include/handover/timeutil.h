@@ -46,6 +46,25 @@ bool hov_date_valid(const char *s);
 /* The Europe/London calendar date at unix_ms, as "YYYY-MM-DD". */
 void hov_date_london_at(uint64_t unix_ms, char out[11]);
 
+/* Days in month m (1 to 12) of year y, leap years included. */
+int hov_days_in_month(int y, int m);
+
+/* Milliseconds since the Unix epoch for the civil time y-mo-d h:mi:s.ms at
+ * a UTC offset of offset_min minutes (local = UTC + offset). Returns false,
+ * leaving *out unchanged, when a part is out of range (month 13, 30
+ * February, hour 24, second 60) or the instant is before 1970. */
+bool hov_civil_to_ms(int y, int mo, int d, int h, int mi, int s, int ms,
+                     int64_t offset_min, uint64_t *out);
+
+/* Milliseconds since the Unix epoch for a Europe/London wall-clock time
+ * (domain 4.3: HL7 times without an offset). Returns 0; -1 when a part is
+ * out of range; -2 when the time does not exist (01:00-01:59 on the last
+ * Sunday of March, skipped when the clocks go forward). In the hour that
+ * happens twice (01:00-01:59 on the last Sunday of October) the first
+ * occurrence (summer time) is taken and *ambiguous (may be NULL) is set. */
+int hov_london_to_ms(int y, int mo, int d, int h, int mi, int s, int ms,
+                     uint64_t *out, bool *ambiguous);
+
 /* Today's date in Europe/London (hov_date_london_at(hov_now_ms())). */
 void hov_today_london(char out[11]);
 

@@ -232,3 +232,28 @@ Test(uuid, v4_is_valid_versioned_and_fresh, .timeout = 10)
         memcpy(prev, u, sizeof prev);
     }
 }
+
+Test(ident, uuid_v5_matches_the_domain_brief)
+{
+    static const struct {
+        const char *name, *id;
+    } cases[] = {
+        {"hl7v2|RZZ01|FELLGATE-PAS|PAS000187342",
+         "e09339b8-a502-5cfc-af76-7873b23f04b6"},
+        {"fhir|https://fhir.gp-system.example/Id/referral|Z99001-REF-000318",
+         "ae41b2a2-c361-59f0-b094-ae08febec1f6"},
+        {"file|Z9Z9Z|ASC-REF-2025-004417",
+         "a52d3c69-9fb0-578c-8a16-3f27a0615b26"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[37];
+        hov_error err = {0};
+        cr_assert_eq(hov_uuid_v5(HOV_EVENT_ID_NS, cases[i].name,
+                                 strlen(cases[i].name), out, &err),
+                     HOV_OK);
+        cr_expect_str_eq(out, cases[i].id, "%s", cases[i].name);
+    }
+    char out[37];
+    hov_error err = {0};
+    cr_expect_eq(hov_uuid_v5("not-a-uuid", "x", 1, out, &err), HOV_EINVAL);
+}

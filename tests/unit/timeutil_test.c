@@ -230,3 +230,35 @@ Test(age, bad_input, .timeout = 10)
     cr_assert_eq(hov_age_years("1938-04-17", NULL), -1);
     cr_assert_eq(hov_age_years("", ""), -1);
 }
+
+Test(timeutil, london_local_time_to_utc)
+{
+    uint64_t ms = 0;
+    bool amb = false;
+    char out[32];
+    /* winter: GMT */
+    cr_assert_eq(hov_london_to_ms(2025, 3, 14, 10, 5, 0, 0, &ms, &amb), 0);
+    hov_rfc3339_format(ms, out);
+    cr_expect_str_eq(out, "2025-03-14T10:05:00.000Z");
+    cr_expect_not(amb);
+    /* summer: BST, one hour ahead */
+    cr_assert_eq(hov_london_to_ms(2025, 7, 1, 12, 0, 0, 0, &ms, &amb), 0);
+    hov_rfc3339_format(ms, out);
+    cr_expect_str_eq(out, "2025-07-01T11:00:00.000Z");
+    /* the skipped hour on 30 March 2025 does not exist */
+    cr_expect_eq(hov_london_to_ms(2025, 3, 30, 1, 30, 0, 0, &ms, &amb), -2);
+    cr_assert_eq(hov_london_to_ms(2025, 3, 30, 2, 0, 0, 0, &ms, &amb), 0);
+    hov_rfc3339_format(ms, out);
+    cr_expect_str_eq(out, "2025-03-30T01:00:00.000Z");
+    /* the repeated hour on 26 October 2025: the first (BST) occurrence */
+    cr_assert_eq(hov_london_to_ms(2025, 10, 26, 1, 30, 0, 0, &ms, &amb), 0);
+    hov_rfc3339_format(ms, out);
+    cr_expect_str_eq(out, "2025-10-26T00:30:00.000Z");
+    cr_expect(amb);
+    cr_assert_eq(hov_london_to_ms(2025, 10, 26, 2, 0, 0, 0, &ms, &amb), 0);
+    hov_rfc3339_format(ms, out);
+    cr_expect_str_eq(out, "2025-10-26T02:00:00.000Z");
+    cr_expect_not(amb);
+    cr_expect_eq(hov_london_to_ms(2025, 2, 29, 0, 0, 0, 0, &ms, &amb), -1);
+    cr_expect_eq(hov_london_to_ms(2025, 13, 1, 0, 0, 0, 0, &ms, &amb), -1);
+}
