@@ -18,7 +18,19 @@ die() { printf 'demo.sh: %s\n' "$*" >&2; exit 1; }
 
 tmp=
 hub_pid=
+nursing_pid=
+sim_pid=
+mllp_port=${HANDOVER_MLLP_PORT:-7420}
+sim_port=${HANDOVER_NURSING_SIM_PORT:-7421}
+stop_pid() { # stop_pid PID: SIGTERM, wait
+  if [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; then
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+  fi
+}
 cleanup() {
+  stop_pid "$nursing_pid"
+  stop_pid "$sim_pid"
   if [[ -n $hub_pid ]] && kill -0 "$hub_pid" 2>/dev/null; then
     kill -TERM "$hub_pid" 2>/dev/null || true
     wait "$hub_pid" 2>/dev/null || true
@@ -43,10 +55,11 @@ heading "checking build dependencies"
 "$root/scripts/install-deps.sh"
 echo "all present"
 
-heading "building handover-hub and handover-demo (RelWithDebInfo) in build/"
+heading "building handover-hub, the adapters and the demo tools (RelWithDebInfo) in build/"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   --log-level=WARNING
-cmake --build "$build" -j"$(nproc)" --target handover-hub handover-demo
+cmake --build "$build" -j"$(nproc)" --target handover-hub handover-demo \
+  handover-nursing nursing-sim
 
 heading "hub starting on $endpoint"
 if port_busy "$endpoint"; then
@@ -78,6 +91,53 @@ grep ' ready endpoint=' "$tmp/hub.log"
 heading "events flowing"
 demo_status=0
 "$build/handover-demo" --endpoint "$endpoint" || demo_status=$?
+
+heading "HL7 v2 over MLLP: the community nursing adapter"
+for p in "$mllp_port" "$sim_port"; do
+  if port_busy "tcp://127.0.0.1:$p"; then
+    die "127.0.0.1:$p is busy; pick free ports with HANDOVER_MLLP_PORT" \
+        "and HANDOVER_NURSING_SIM_PORT"
+  fi
+done
+"$build/nursing-sim" serve --port "$sim_port" >"$tmp/nursing-sim.log" 2>&1 &
+sim_pid=$!
+"$build/handover-nursing" --set "hub.endpoint=$endpoint" \
+  --set "listen.port=$mllp_port" --set "partner.port=$sim_port" \
+  2>"$tmp/nursing.log" &
+nursing_pid=$!
+for ((i = 0; i < ready_limit_s * 10; i++)); do
+  grep -q 'hub up' "$tmp/nursing.log" && break
+  kill -0 "$nursing_pid" 2>/dev/null ||
+    { cat "$tmp/nursing.log" >&2; nursing_pid=; die "handover-nursing exited"; }
+  sleep 0.1
+done
+grep -q 'hub up' "$tmp/nursing.log" ||
+  die "handover-nursing did not reach the hub within ${ready_limit_s} s"
+echo "handover-nursing: MLLP in on 127.0.0.1:$mllp_port, out to the" \
+     "nursing simulator on 127.0.0.1:$sim_port"
+echo
+echo "-- the trust's PAS and the nursing system send HL7 to handover-nursing" \
+     "(each ACK comes only after the hub's durable Ack):"
+"$build/nursing-sim" send --port "$mllp_port" "$root"/samples/hl7/valid/*.hl7 \
+  || demo_status=1
+# Edith's discharge (pathway 1) is routed back to community nursing, and
+# leaves as an ADT^A03 over MLLP.
+for ((i = 0; i < 50; i++)); do
+  grep -q 'HL7 in  ADT' "$tmp/nursing-sim.log" && break
+  sleep 0.1
+done
+echo
+echo "-- handover-nursing delivers to the community nursing system (simulator):"
+grep 'HL7 in' "$tmp/nursing-sim.log" | sed 's/^/  /' ||
+  { echo "  (nothing arrived)"; demo_status=1; }
+echo
+echo "-- handover-nursing log:"
+stop_pid "$nursing_pid"
+nursing_pid=
+stop_pid "$sim_pid"
+sim_pid=
+grep -E 'accepted|refused|delivered|settled' "$tmp/nursing.log" |
+  sed 's/^[^ ]* handover-nursing /  /' | head -n 20
 
 heading "stopping the hub"
 # The hub logs a summary line when it stops (and every 10 s under traffic);

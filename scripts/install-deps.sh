@@ -9,8 +9,9 @@ packages=(
   build-essential cmake pkg-config
   libzmq3-dev liblmdb-dev lmdb-utils libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev libcriterion-dev libyaml-dev libsodium-dev libjansson-dev
-  libcurl4-openssl-dev libhttp-parser-dev
+  libcurl4-openssl-dev libhttp-parser-dev libssl-dev
   clang clang-format git # clang: the libFuzzer build; clang-format: tools/check-style
+  python3-hl7 # the independent HL7 client of the nursing tests (system python3)
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

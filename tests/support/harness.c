@@ -50,8 +50,8 @@ th_rm_rf(const char *dir)
         nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int
-free_port(void)
+int
+th_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
@@ -72,7 +72,7 @@ th_hub_init(th_hub *h, const char *const *extra)
     char tmp[200];
     th_tmpdir(tmp, sizeof tmp);
     snprintf(h->dir, sizeof h->dir, "%s", tmp);
-    h->port = free_port();
+    h->port = th_free_port();
     snprintf(h->endpoint, sizeof h->endpoint, "tcp://127.0.0.1:%d", h->port);
     snprintf(h->log, sizeof h->log, "%s/hub.log", tmp);
     char *data = malloc(300);
@@ -102,27 +102,33 @@ print_log_tail(const th_hub *h)
     fclose(f);
 }
 
-static void
-spawn(th_hub *h)
+static pid_t
+spawn_args(const char *const *args, const char *log)
 {
     pid_t pid = fork();
     cr_assert(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
-        int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        execv(h->args[0], (char *const *)h->args);
+        execv(args[0], (char *const *)args);
         _exit(127);
     }
-    h->pid = pid;
+    return pid;
+}
+
+static void
+spawn(th_hub *h)
+{
+    h->pid = spawn_args(h->args, h->log);
 }
 
 static size_t
-count_in_log(const th_hub *h, const char *needle)
+count_in_file(const char *log, const char *needle)
 {
-    FILE *f = fopen(h->log, "r");
+    FILE *f = fopen(log, "r");
     if (f == NULL)
         return 0;
     char line[4096];
@@ -132,6 +138,12 @@ count_in_log(const th_hub *h, const char *needle)
             n++;
     fclose(f);
     return n;
+}
+
+static size_t
+count_in_log(const th_hub *h, const char *needle)
+{
+    return count_in_file(h->log, needle);
 }
 
 bool
@@ -329,4 +341,126 @@ th_no_delivery(hov_client *c, int ms)
                   "unexpected delivery of event %s to %s", m.event_id,
                   m.destination);
     }
+}
+
+/* ------------------------------------------------------------ processes */
+
+void
+th_proc_init(th_proc *p, const char *dir, const char *name, const char *ready,
+             const char *const *argv)
+{
+    memset(p, 0, sizeof *p);
+    p->name = name;
+    p->ready = ready;
+    snprintf(p->log, sizeof p->log, "%s/%s.log", dir, name);
+    for (; argv && *argv && p->nargs < 46; argv++)
+        p->args[p->nargs++] = *argv;
+    p->args[p->nargs] = NULL;
+}
+
+static void
+proc_print_log(const th_proc *p)
+{
+    FILE *f = fopen(p->log, "r");
+    if (f == NULL)
+        return;
+    char line[1024];
+    cr_log_warn("--- %s log %s ---", p->name, p->log);
+    while (fgets(line, sizeof line, f))
+        fprintf(stderr, "  | %s", line);
+    fclose(f);
+}
+
+void
+th_proc_start(th_proc *p)
+{
+    size_t before = count_in_file(p->log, p->ready);
+    p->pid = spawn_args(p->args, p->log);
+    uint64_t deadline = hov_mono_ms() + (uint64_t)th_ms(10000);
+    while (hov_mono_ms() < deadline) {
+        if (count_in_file(p->log, p->ready) > before)
+            return;
+        int st;
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            p->pid = 0;
+            proc_print_log(p);
+            cr_assert_fail("%s exited during start-up (status %d)", p->name,
+                           WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        }
+        usleep(10000);
+    }
+    proc_print_log(p);
+    cr_assert_fail("%s did not log '%s' within 10 s", p->name, p->ready);
+}
+
+int
+th_proc_run(th_proc *p, int timeout_ms)
+{
+    p->pid = spawn_args(p->args, p->log);
+    uint64_t deadline = hov_mono_ms() + (uint64_t)th_ms(timeout_ms);
+    while (hov_mono_ms() < deadline) {
+        int st;
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        usleep(10000);
+    }
+    th_proc_kill(p, SIGKILL);
+    proc_print_log(p);
+    cr_assert_fail("%s did not exit within %d ms", p->name, timeout_ms);
+    return -1;
+}
+
+void
+th_proc_kill(th_proc *p, int sig)
+{
+    if (p->pid <= 0)
+        return;
+    kill(p->pid, sig);
+    int st;
+    waitpid(p->pid, &st, 0);
+    p->pid = 0;
+}
+
+void
+th_proc_stop(th_proc *p)
+{
+    cr_assert(p->pid > 0, "%s is not running", p->name);
+    kill(p->pid, SIGTERM);
+    int st = 0;
+    uint64_t deadline = hov_mono_ms() + (uint64_t)th_ms(10000);
+    pid_t r = 0;
+    while (hov_mono_ms() < deadline && (r = waitpid(p->pid, &st, WNOHANG)) == 0)
+        usleep(10000);
+    if (r != p->pid) {
+        th_proc_kill(p, SIGKILL);
+        proc_print_log(p);
+        cr_assert_fail("%s did not stop within 10 s of SIGTERM", p->name);
+    }
+    p->pid = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        proc_print_log(p);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "%s did not exit cleanly on SIGTERM", p->name);
+}
+
+size_t
+th_proc_log_count(const th_proc *p, const char *needle)
+{
+    return count_in_file(p->log, needle);
+}
+
+bool
+th_proc_wait_log(const th_proc *p, const char *needle, size_t count,
+                 int timeout_ms)
+{
+    uint64_t deadline = hov_mono_ms() + (uint64_t)th_ms(timeout_ms);
+    while (hov_mono_ms() < deadline) {
+        if (count_in_file(p->log, needle) >= count)
+            return true;
+        usleep(20000);
+    }
+    proc_print_log(p);
+    return false;
 }

@@ -81,4 +81,34 @@ void th_next_delivery(hov_client *c, int timeout_ms, hov_msg *out,
 /* Assert that no delivery arrives within ms. */
 void th_no_delivery(hov_client *c, int ms);
 
+/* A free loopback TCP port (bound, read and released). */
+int th_free_port(void);
+
+/* Any other Handover program (an adapter, a simulator) as a child process,
+ * its stdout and stderr in <dir>/<name>.log. */
+typedef struct th_proc {
+    pid_t pid;
+    const char *name;
+    const char *ready; /* the log text that says it is ready */
+    char log[300];
+    const char *args[48];
+    int nargs;
+} th_proc;
+
+/* Prepare p; argv (NULL-terminated, argv[0] the program) is copied by
+ * pointer: keep the strings alive. */
+void th_proc_init(th_proc *p, const char *dir, const char *name,
+                  const char *ready, const char *const *argv);
+/* Start and wait until the log shows p->ready once more. */
+void th_proc_start(th_proc *p);
+/* Start and wait for the process to exit; returns its status. */
+int th_proc_run(th_proc *p, int timeout_ms);
+void th_proc_kill(th_proc *p, int sig);
+/* SIGTERM and assert a clean exit (status 0). */
+void th_proc_stop(th_proc *p);
+size_t th_proc_log_count(const th_proc *p, const char *needle);
+/* Wait until needle appears count times; false (log printed) on timeout. */
+bool th_proc_wait_log(const th_proc *p, const char *needle, size_t count,
+                      int timeout_ms);
+
 #endif

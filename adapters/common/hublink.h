@@ -1,0 +1,66 @@
+/* The hub client on a libuv loop: every adapter's link to the hub.
+ *
+ * Wraps hov_client (include/handover/client.h). The ZeroMQ socket's
+ * descriptor (ZMQ_FD) is watched with uv_poll; it is edge-triggered and
+ * only says "look at ZMQ_EVENTS", so after every wake-up, and after every
+ * send (publish, settle), the link drains the socket until it is empty. A
+ * timer drives heartbeats and resends even when nothing arrives, which is
+ * also how a restarted or silent hub is noticed.
+ *
+ * Callbacks run on the loop thread, never from inside hublink_publish or
+ * hublink_settle, so a callback may publish and settle freely. Every
+ * pointer in the hov_msg a callback receives is borrowed for the call.
+ */
+#ifndef HANDOVER_HUBLINK_H
+#define HANDOVER_HUBLINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "handover/client.h"
+
+typedef struct hublink hublink;
+
+typedef struct hublink_cbs {
+    /* An Ack or a Nak for a publish; msg->seq is what hublink_publish
+     * returned and msg->user its user pointer. */
+    void (*answer)(void *user, const hov_msg *msg);
+    /* A delivery (only when the client consumes). */
+    void (*deliver)(void *user, const hov_msg *msg);
+    /* The hub came up (answered Hello) or went away; may be NULL. */
+    void (*hub_state)(void *user, bool up);
+} hublink_cbs;
+
+/* Create the link on loop and connect to endpoint. Borrows opts, endpoint
+ * and cbs for the call; user is passed to every callback. Returns owned in
+ * *out, released with hublink_close. HOV_ESYS when the socket or the
+ * loop handles cannot be made. */
+HOV_NODISCARD hov_err hublink_open(uv_loop_t *loop, const hov_client_opts *opts,
+                                   const char *endpoint, const hublink_cbs *cbs,
+                                   void *user, hublink **out, hov_error *err);
+
+/* Publish a serialised handover.Event (copied); *seq (may be NULL) gets
+ * the number its answer will carry. The client keeps it and resends it
+ * until the hub answers. */
+HOV_NODISCARD hov_err hublink_publish(hublink *h, const uint8_t *data,
+                                      size_t len, void *user, uint64_t *seq,
+                                      hov_error *err);
+
+/* Settle a delivery (only after the partner has answered). */
+HOV_NODISCARD hov_err hublink_settle(hublink *h, uint64_t delivery_id,
+                                     hov_settle outcome, const char *reason,
+                                     hov_error *err);
+
+/* True while the hub answers. */
+bool hublink_up(const hublink *h);
+
+/* Publishes not yet answered. */
+size_t hublink_pending(const hublink *h);
+
+/* Stop watching, close the handles and free the link once libuv has
+ * closed them (the loop must run for that). No callback runs after this
+ * call. NULL is a no-op. */
+void hublink_close(hublink *h);
+
+#endif

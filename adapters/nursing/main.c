@@ -1,0 +1,306 @@
+/* handover-nursing: see nursing.h. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handover.pb-c.h"
+#include "handover/log.h"
+#include "nursing.h"
+
+const char nursing_default_config[] =
+    "# handover-nursing built-in default configuration\n"
+    "hub:\n"
+    "  endpoint: tcp://127.0.0.1:7400\n"
+    "  client_name: nursing      # stable: a restart gets its deliveries "
+    "back at once\n"
+    "  credit: 16                # deliveries held at once\n"
+    "listen:                     # MLLP from the trust PAS and the nursing "
+    "system\n"
+    "  host: 127.0.0.1\n"
+    "  port: 7420\n"
+    "  max_frame_bytes: 1048576\n"
+    "  hard_cap_bytes: 16777216  # no end block within this: close\n"
+    "  idle_timeout_ms: 300000\n"
+    "  frame_timeout_ms: 30000   # a started frame must end within this\n"
+    "  hub_timeout_ms: 10000     # no hub answer: AR temporarily "
+    "unavailable\n"
+    "partner:                    # the community nursing system's MLLP "
+    "listener\n"
+    "  host: 127.0.0.1\n"
+    "  port: 7421\n"
+    "  application: CN-EPR       # MSH-5\n"
+    "  facility: RZZ40           # MSH-6\n"
+    "  ack_timeout_ms: 30000\n"
+    "  connect_timeout_ms: 5000\n"
+    "hl7:\n"
+    "  accept_lf_terminators: false\n"
+    "  processing_ids: [P]\n"
+    "  default_charset: UNICODE UTF-8   # when MSH-18 is empty\n";
+
+const char *const nursing_config_keys[] = {
+    "hub.endpoint",
+    "hub.client_name",
+    "hub.credit",
+    "listen.host",
+    "listen.port",
+    "listen.max_frame_bytes",
+    "listen.hard_cap_bytes",
+    "listen.idle_timeout_ms",
+    "listen.frame_timeout_ms",
+    "listen.hub_timeout_ms",
+    "partner.host",
+    "partner.port",
+    "partner.application",
+    "partner.facility",
+    "partner.ack_timeout_ms",
+    "partner.connect_timeout_ms",
+    "hl7.accept_lf_terminators",
+    "hl7.processing_ids",
+    "hl7.default_charset",
+    "log.level",
+    NULL,
+};
+
+static hov_err
+dup_str(const conf *c, const char *key, const char *def, char **out,
+        hov_error *err)
+{
+    *out = strdup(conf_str(c, key, def));
+    return *out ? HOV_OK : hov_fail(err, HOV_ENOMEM, 0, "configuration");
+}
+
+#define TRY(x)                                                                 \
+    do {                                                                       \
+        hov_err rc_ = (x);                                                     \
+        if (rc_ != HOV_OK)                                                     \
+            return rc_;                                                        \
+    } while (0)
+
+hov_err
+nursing_cfg_load(nursing_cfg *g, const conf *c, hov_error *err)
+{
+    TRY(conf_check_known(c, nursing_config_keys, err));
+    TRY(dup_str(c, "hub.endpoint", "tcp://127.0.0.1:7400", &g->hub_endpoint,
+                err));
+    TRY(dup_str(c, "hub.client_name", "nursing", &g->client_name, err));
+    TRY(conf_uint(c, "hub.credit", 16, 1, 1024, &g->credit, err));
+    TRY(dup_str(c, "listen.host", "127.0.0.1", &g->listen_host, err));
+    TRY(conf_uint(c, "listen.port", 7420, 0, 65535, &g->listen_port, err));
+    TRY(conf_uint(c, "listen.max_frame_bytes", 1 << 20, 1024, 64u << 20,
+                  &g->max_frame, err));
+    TRY(conf_uint(c, "listen.hard_cap_bytes", 16u << 20, 1024, 1u << 30,
+                  &g->hard_cap, err));
+    TRY(conf_uint(c, "listen.idle_timeout_ms", 300000, 100, 86400000,
+                  &g->idle_timeout_ms, err));
+    TRY(conf_uint(c, "listen.frame_timeout_ms", 30000, 100, 3600000,
+                  &g->frame_timeout_ms, err));
+    TRY(conf_uint(c, "listen.hub_timeout_ms", 10000, 100, 3600000,
+                  &g->hub_timeout_ms, err));
+    TRY(dup_str(c, "partner.host", "127.0.0.1", &g->partner_host, err));
+    TRY(conf_uint(c, "partner.port", 7421, 1, 65535, &g->partner_port, err));
+    TRY(dup_str(c, "partner.application", "CN-EPR", &g->partner_app, err));
+    TRY(dup_str(c, "partner.facility", "RZZ40", &g->partner_facility, err));
+    TRY(conf_uint(c, "partner.ack_timeout_ms", 30000, 100, 3600000,
+                  &g->ack_timeout_ms, err));
+    TRY(conf_uint(c, "partner.connect_timeout_ms", 5000, 100, 600000,
+                  &g->connect_timeout_ms, err));
+    TRY(conf_bool(c, "hl7.accept_lf_terminators", false, &g->accept_lf, err));
+    TRY(dup_str(c, "hl7.default_charset", "UNICODE UTF-8", &g->default_charset,
+                err));
+    g->processing_ids = conf_list(c, "hl7.processing_ids", "P");
+    if (g->processing_ids == NULL)
+        return hov_fail(err, HOV_ENOMEM, 0, "configuration");
+    if (g->max_frame > g->hard_cap)
+        return hov_fail(err, HOV_ECONFIG, 0,
+                        "listen.max_frame_bytes (%llu) is above "
+                        "listen.hard_cap_bytes (%llu)",
+                        (unsigned long long)g->max_frame,
+                        (unsigned long long)g->hard_cap);
+    return HOV_OK;
+}
+
+void
+nursing_cfg_free(nursing_cfg *g)
+{
+    free(g->hub_endpoint);
+    free(g->client_name);
+    free(g->listen_host);
+    free(g->partner_host);
+    free(g->partner_app);
+    free(g->partner_facility);
+    free(g->default_charset);
+    conf_list_free(g->processing_ids);
+    memset(g, 0, sizeof *g);
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: handover-nursing [--config FILE] [--set KEY=VALUE]... "
+               "[--log-level LEVEL]\n"
+               "       handover-nursing --print-default-config\n"
+               "The community nursing adapter: HL7 v2 over MLLP on one side, "
+               "the Handover hub on the other.\n");
+}
+
+static void
+on_answer(void *user, const hov_msg *msg)
+{
+    inbound_answer(user, msg);
+}
+
+static void
+on_deliver(void *user, const hov_msg *msg)
+{
+    outbound_deliver(user, msg);
+}
+
+static uv_signal_t sigterm, sigint;
+
+static void
+on_signal(uv_signal_t *s, int signum)
+{
+    nursing *n = s->data;
+    if (n->stopping)
+        return;
+    n->stopping = true;
+    hov_info("%s: shutting down; unfinished work is left unsettled and "
+             "unacknowledged, so it is sent again",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    inbound_stop(n);
+    outbound_stop(n);
+    hublink_close(n->hub);
+    n->hub = NULL;
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+    hov_log_set_name("handover-nursing");
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 's'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"print-default-config", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    hov_error err = {0};
+    const char *config = NULL;
+    /* --set applies on top of the file, whatever the order given. */
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    size_t nsets = 0;
+    if (sets == NULL) {
+        fprintf(stderr, "handover-nursing: out of memory\n");
+        return 1;
+    }
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:s:l:ph", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config = optarg;
+            break;
+        case 's':
+            sets[nsets++] = optarg;
+            break;
+        case 'l': {
+            int lv = hov_log_level_parse(optarg);
+            if (lv < 0) {
+                fprintf(stderr,
+                        "handover-nursing: --log-level %s: expected debug, "
+                        "info, warn or error\n",
+                        optarg);
+                free(sets);
+                return 2;
+            }
+            hov_log_set_level((hov_log_level)lv);
+            break;
+        }
+        case 'p':
+            fputs(nursing_default_config, stdout);
+            free(sets);
+            return 0;
+        case 'h':
+            usage(stdout);
+            free(sets);
+            return 0;
+        default:
+            usage(stderr);
+            free(sets);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        free(sets);
+        return 2;
+    }
+    conf *c = conf_new();
+    hov_err rc = c ? HOV_OK : hov_fail(&err, HOV_ENOMEM, 0, "configuration");
+    if (rc == HOV_OK && config != NULL)
+        rc = conf_load(c, config, &err);
+    for (size_t i = 0; rc == HOV_OK && i < nsets; i++)
+        rc = conf_set(c, sets[i], &err);
+    free(sets);
+    nursing n = {.loop = uv_default_loop()};
+    if (rc == HOV_OK)
+        rc = nursing_cfg_load(&n.cfg, c, &err);
+    const char *lv = rc == HOV_OK ? conf_str(c, "log.level", NULL) : NULL;
+    if (lv != NULL) {
+        int level = hov_log_level_parse(lv);
+        if (level < 0)
+            rc = hov_fail(&err, HOV_ECONFIG, 0,
+                          "setting log.level = '%s': expected debug, info, "
+                          "warn or error",
+                          lv);
+        else
+            hov_log_set_level((hov_log_level)level);
+    }
+    conf_free(c);
+    if (rc != HOV_OK) {
+        hov_errorf("configuration: %s", err.msg);
+        nursing_cfg_free(&n.cfg);
+        return 2;
+    }
+
+    hov_client_opts co = {
+        .agency = "nursing",
+        .name = n.cfg.client_name,
+        .consume = true,
+        .credit = (unsigned)n.cfg.credit,
+    };
+    hublink_cbs cbs = {.answer = on_answer, .deliver = on_deliver};
+    signal(SIGPIPE, SIG_IGN);
+    rc = hublink_open(n.loop, &co, n.cfg.hub_endpoint, &cbs, &n, &n.hub, &err);
+    if (rc == HOV_OK)
+        rc = outbound_start(&n, &err);
+    if (rc == HOV_OK)
+        rc = inbound_start(&n, &err);
+    if (rc != HOV_OK) {
+        hov_errorf("start: %s", err.msg);
+        inbound_stop(&n);
+        outbound_stop(&n);
+        hublink_close(n.hub);
+        uv_run(n.loop, UV_RUN_DEFAULT);
+        nursing_cfg_free(&n.cfg);
+        return 1;
+    }
+    uv_signal_init(n.loop, &sigterm);
+    uv_signal_init(n.loop, &sigint);
+    sigterm.data = sigint.data = &n;
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    hov_info("started: MLLP on %s:%llu, partner %s:%llu (%s/%s), hub %s",
+             n.cfg.listen_host, (unsigned long long)n.cfg.listen_port,
+             n.cfg.partner_host, (unsigned long long)n.cfg.partner_port,
+             n.cfg.partner_app, n.cfg.partner_facility, n.cfg.hub_endpoint);
+    uv_run(n.loop, UV_RUN_DEFAULT);
+    int close_rc = uv_loop_close(n.loop);
+    nursing_cfg_free(&n.cfg);
+    hov_info("stopped");
+    return close_rc == 0 ? 0 : 1;
+}
