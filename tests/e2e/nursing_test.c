@@ -468,3 +468,45 @@ Test(nursing, bad_configuration_exits_with_a_message, .timeout = 30)
     cr_expect(th_proc_log_count(&p, "unknown setting 'listen.prot'") == 1);
     th_rm_rf(dir);
 }
+
+Test(nursing, hub_unreachable_answers_ar_and_the_resend_is_one_event,
+     .timeout = 90)
+{
+    rig r;
+    rig_init(&r, "listen.hub_timeout_ms=1000");
+    th_proc_start(&r.adapter);
+    cr_assert(th_proc_wait_log(&r.adapter, "hub up", 1, 10000));
+    hov_client *gp = th_client(&r.hub, "gp", "test-gp", true, 16);
+    kill(r.hub.pid, SIGSTOP);
+    const char *argv[] = {
+        HANDOVER_NURSING_SIM_BIN,
+        "send",
+        "--port",
+        r.listen_port,
+        HANDOVER_SHARED_DIR "/samples/hl7/valid/adt-a03-pathway0-no-final-"
+                            "cr.hl7",
+        NULL,
+    };
+    th_proc sender;
+    th_proc_init(&sender, r.dir, "sender", "", argv);
+    cr_expect_eq(th_proc_run(&sender, 30000), 1, "expected a refusal");
+    cr_expect(th_proc_log_count(&sender, "<- AR 207 temporarily "
+                                         "unavailable; resend") == 1);
+    cr_expect(th_proc_log_count(&r.adapter, "no hub answer") == 1);
+    kill(r.hub.pid, SIGCONT);
+    /* The sender resends: AA, and the hub holds one event. */
+    cr_expect_eq(th_proc_run(&sender, 30000), 0);
+    hov_msg m;
+    Handover__Event *ev = NULL;
+    th_next_delivery(gp, 10000, &m, &ev);
+    cr_expect_str_eq(ev->event_id, RUBY_DISCHARGE);
+    handover__event__free_unpacked(ev, NULL);
+    hov_error err = {0};
+    cr_assert_eq(
+        hov_client_settle(gp, m.delivery_id, HOV_SETTLE_DONE, NULL, &err),
+        HOV_OK);
+    th_no_delivery(gp, 1500);
+    hov_client_free(gp);
+    th_proc_stop(&r.adapter);
+    rig_fini(&r);
+}
