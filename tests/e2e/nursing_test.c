@@ -510,3 +510,34 @@ Test(nursing, hub_unreachable_answers_ar_and_the_resend_is_one_event,
     th_proc_stop(&r.adapter);
     rig_fini(&r);
 }
+
+Test(nursing, a_restarted_hub_is_found_again, .timeout = 90)
+{
+    rig r;
+    rig_init(&r, NULL);
+    th_proc_start(&r.sim);
+    th_proc_start(&r.adapter);
+    cr_assert(th_proc_wait_log(&r.adapter, "hub up", 1, 10000));
+    th_hub_stop(&r.hub);
+    cr_assert(th_proc_wait_log(&r.adapter, "hub down", 1, 10000));
+    th_hub_start(&r.hub);
+    cr_assert(th_proc_wait_log(&r.adapter, "hub up", 2, 10000));
+    /* Both directions work again. */
+    const char *argv[] = {
+        HANDOVER_NURSING_SIM_BIN,
+        "send",
+        "--port",
+        r.listen_port,
+        HANDOVER_SHARED_DIR "/samples/hl7/valid/adt-a03-discharge-"
+                            "pathway1.hl7",
+        NULL,
+    };
+    th_proc sender;
+    th_proc_init(&sender, r.dir, "sender", "", argv);
+    cr_expect_eq(th_proc_run(&sender, 30000), 0);
+    char control[21];
+    control_of(EDITH_DISCHARGE, control);
+    cr_expect(wait_sim(&r, control, 1, 10000));
+    th_proc_stop(&r.adapter);
+    rig_fini(&r);
+}
