@@ -1,6 +1,4 @@
 /* handover-nursing: see nursing.h. */
-#include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +6,7 @@
 #include "handover.pb-c.h"
 #include "handover/log.h"
 #include "nursing.h"
+#include "runtime.h"
 
 const char nursing_default_config[] =
     "# handover-nursing built-in default configuration\n"
@@ -81,7 +80,6 @@ dup_str(const conf *c, const char *key, const char *def, char **out,
 hov_err
 nursing_cfg_load(nursing_cfg *g, const conf *c, hov_error *err)
 {
-    TRY(conf_check_known(c, nursing_config_keys, err));
     TRY(dup_str(c, "hub.endpoint", "tcp://127.0.0.1:7400", &g->hub_endpoint,
                 err));
     TRY(dup_str(c, "hub.client_name", "nursing", &g->client_name, err));
@@ -136,16 +134,6 @@ nursing_cfg_free(nursing_cfg *g)
 }
 
 static void
-usage(FILE *f)
-{
-    fprintf(f, "usage: handover-nursing [--config FILE] [--set KEY=VALUE]... "
-               "[--log-level LEVEL]\n"
-               "       handover-nursing --print-default-config\n"
-               "The community nursing adapter: HL7 v2 over MLLP on one side, "
-               "the Handover hub on the other.\n");
-}
-
-static void
 on_answer(void *user, const hov_msg *msg)
 {
     inbound_answer(user, msg);
@@ -157,109 +145,37 @@ on_deliver(void *user, const hov_msg *msg)
     outbound_deliver(user, msg);
 }
 
-static uv_signal_t sigterm, sigint;
-
 static void
-on_signal(uv_signal_t *s, int signum)
+on_stop(void *user, const char *signame)
 {
-    nursing *n = s->data;
-    if (n->stopping)
-        return;
+    nursing *n = user;
     n->stopping = true;
     hov_info("%s: shutting down; unfinished work is left unsettled and "
              "unacknowledged, so it is sent again",
-             signum == SIGTERM ? "SIGTERM" : "SIGINT");
+             signame);
     inbound_stop(n);
     outbound_stop(n);
     hublink_close(n->hub);
     n->hub = NULL;
-    uv_close((uv_handle_t *)&sigterm, NULL);
-    uv_close((uv_handle_t *)&sigint, NULL);
 }
 
 int
 main(int argc, char **argv)
 {
-    hov_log_set_name("handover-nursing");
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"set", required_argument, NULL, 's'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"print-default-config", no_argument, NULL, 'p'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    static const runtime_prog prog = {
+        .name = "handover-nursing",
+        .summary = "The community nursing adapter: HL7 v2 over MLLP on one "
+                   "side, the Handover hub on the other.",
+        .default_config = nursing_default_config,
+        .keys = nursing_config_keys,
     };
-    hov_error err = {0};
-    const char *config = NULL;
-    /* --set applies on top of the file, whatever the order given. */
-    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
-    size_t nsets = 0;
-    if (sets == NULL) {
-        fprintf(stderr, "handover-nursing: out of memory\n");
-        return 1;
-    }
-    int opt;
-    while ((opt = getopt_long(argc, argv, "c:s:l:ph", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'c':
-            config = optarg;
-            break;
-        case 's':
-            sets[nsets++] = optarg;
-            break;
-        case 'l': {
-            int lv = hov_log_level_parse(optarg);
-            if (lv < 0) {
-                fprintf(stderr,
-                        "handover-nursing: --log-level %s: expected debug, "
-                        "info, warn or error\n",
-                        optarg);
-                free(sets);
-                return 2;
-            }
-            hov_log_set_level((hov_log_level)lv);
-            break;
-        }
-        case 'p':
-            fputs(nursing_default_config, stdout);
-            free(sets);
-            return 0;
-        case 'h':
-            usage(stdout);
-            free(sets);
-            return 0;
-        default:
-            usage(stderr);
-            free(sets);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        usage(stderr);
-        free(sets);
-        return 2;
-    }
-    conf *c = conf_new();
-    hov_err rc = c ? HOV_OK : hov_fail(&err, HOV_ENOMEM, 0, "configuration");
-    if (rc == HOV_OK && config != NULL)
-        rc = conf_load(c, config, &err);
-    for (size_t i = 0; rc == HOV_OK && i < nsets; i++)
-        rc = conf_set(c, sets[i], &err);
-    free(sets);
+    conf *c = NULL;
+    int st = runtime_args(&prog, argc, argv, &c);
+    if (st >= 0)
+        return st;
     nursing n = {.loop = uv_default_loop()};
-    if (rc == HOV_OK)
-        rc = nursing_cfg_load(&n.cfg, c, &err);
-    const char *lv = rc == HOV_OK ? conf_str(c, "log.level", NULL) : NULL;
-    if (lv != NULL) {
-        int level = hov_log_level_parse(lv);
-        if (level < 0)
-            rc = hov_fail(&err, HOV_ECONFIG, 0,
-                          "setting log.level = '%s': expected debug, info, "
-                          "warn or error",
-                          lv);
-        else
-            hov_log_set_level((hov_log_level)level);
-    }
+    hov_error err = {0};
+    hov_err rc = nursing_cfg_load(&n.cfg, c, &err);
     conf_free(c);
     if (rc != HOV_OK) {
         hov_errorf("configuration: %s", err.msg);
@@ -274,7 +190,8 @@ main(int argc, char **argv)
         .credit = (unsigned)n.cfg.credit,
     };
     hublink_cbs cbs = {.answer = on_answer, .deliver = on_deliver};
-    signal(SIGPIPE, SIG_IGN);
+    runtime_signals sig;
+    runtime_signals_start(&sig, n.loop, on_stop, &n);
     rc = hublink_open(n.loop, &co, n.cfg.hub_endpoint, &cbs, &n, &n.hub, &err);
     if (rc == HOV_OK)
         rc = outbound_start(&n, &err);
@@ -282,6 +199,7 @@ main(int argc, char **argv)
         rc = inbound_start(&n, &err);
     if (rc != HOV_OK) {
         hov_errorf("start: %s", err.msg);
+        runtime_signals_close(&sig);
         inbound_stop(&n);
         outbound_stop(&n);
         hublink_close(n.hub);
@@ -289,11 +207,6 @@ main(int argc, char **argv)
         nursing_cfg_free(&n.cfg);
         return 1;
     }
-    uv_signal_init(n.loop, &sigterm);
-    uv_signal_init(n.loop, &sigint);
-    sigterm.data = sigint.data = &n;
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_signal_start(&sigint, on_signal, SIGINT);
     hov_info("started: MLLP on %s:%llu, partner %s:%llu (%s/%s), hub %s",
              n.cfg.listen_host, (unsigned long long)n.cfg.listen_port,
              n.cfg.partner_host, (unsigned long long)n.cfg.partner_port,
