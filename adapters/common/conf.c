@@ -260,6 +260,14 @@ conf_str(const conf *c, const char *key, const char *def)
 }
 
 hov_err
+conf_strdup(const conf *c, const char *key, const char *def, char **out,
+            hov_error *err)
+{
+    *out = strdup(conf_str(c, key, def));
+    return *out ? HOV_OK : hov_fail(err, HOV_ENOMEM, 0, "configuration");
+}
+
+hov_err
 conf_uint(const conf *c, const char *key, uint64_t def, uint64_t min,
           uint64_t max, uint64_t *out, hov_error *err)
 {

@@ -38,6 +38,10 @@ HOV_NODISCARD hov_err conf_check_known(const conf *c, const char *const *known,
 /* The value of key, or def when unset. Borrowed from c. */
 const char *conf_str(const conf *c, const char *key, const char *def);
 
+/* A copy of conf_str(c, key, def) in *out (owned; free). HOV_ENOMEM. */
+HOV_NODISCARD hov_err conf_strdup(const conf *c, const char *key,
+                                  const char *def, char **out, hov_error *err);
+
 /* An unsigned integer in [min, max], or def when unset. HOV_ECONFIG when
  * it is not a number or out of range. */
 HOV_NODISCARD hov_err conf_uint(const conf *c, const char *key, uint64_t def,

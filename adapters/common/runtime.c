@@ -146,3 +146,48 @@ runtime_signals_close(runtime_signals *rs)
     if (!uv_is_closing((uv_handle_t *)&rs->intr))
         uv_close((uv_handle_t *)&rs->intr, NULL);
 }
+
+static void
+on_stop(void *user, const char *signame)
+{
+    const runtime_adapter *a = user;
+    hov_info("%s: shutting down; unfinished work is left unsettled and "
+             "unacknowledged, so it is sent again",
+             signame);
+    a->stop(a->ctx, signame);
+}
+
+int
+runtime_main(const runtime_adapter *a, int argc, char **argv)
+{
+    conf *c = NULL;
+    int st = runtime_args(a->prog, argc, argv, &c);
+    if (st >= 0)
+        return st;
+    hov_error err = {0};
+    hov_err rc = a->configure(a->ctx, c, &err);
+    conf_free(c);
+    if (rc != HOV_OK) {
+        hov_errorf("configuration: %s", err.msg);
+        a->cleanup(a->ctx);
+        return 2;
+    }
+    uv_loop_t *loop = uv_default_loop();
+    runtime_signals sig;
+    runtime_signals_start(&sig, loop, on_stop, (void *)a);
+    rc = a->start(a->ctx, loop, &err);
+    if (rc != HOV_OK) {
+        hov_errorf("start: %s", err.msg);
+        runtime_signals_close(&sig);
+        a->stop(a->ctx, "start failed");
+        uv_run(loop, UV_RUN_DEFAULT);
+        (void)uv_loop_close(loop);
+        a->cleanup(a->ctx);
+        return 1;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    int close_rc = uv_loop_close(loop);
+    a->cleanup(a->ctx);
+    hov_info("stopped");
+    return close_rc == 0 ? 0 : 1;
+}

@@ -47,4 +47,26 @@ void runtime_signals_start(runtime_signals *rs, uv_loop_t *loop,
 /* Close the handles without calling stop (start-up failed). */
 void runtime_signals_close(runtime_signals *rs);
 
+/* An adapter's life, for runtime_main. Every callback gets ctx. */
+typedef struct runtime_adapter {
+    const runtime_prog *prog;
+    void *ctx;
+    /* Read the settings (already checked against prog->keys). HOV_ECONFIG
+     * with the setting named: the process exits 2. */
+    hov_err (*configure)(void *ctx, const conf *c, hov_error *err);
+    /* Open the hub link, the partner side and the listener on loop, and
+     * log what it serves. An error exits 1 after stop. */
+    hov_err (*start)(void *ctx, uv_loop_t *loop, hov_error *err);
+    /* Close everything start opened (some of it may not be open), leaving
+     * unfinished work unsettled and unacknowledged so it is sent again.
+     * Called once, on SIGTERM/SIGINT or after a failed start. */
+    void (*stop)(void *ctx, const char *why);
+    /* Free what configure made. */
+    void (*cleanup)(void *ctx);
+} runtime_adapter;
+
+/* The whole main(): arguments, configuration, signals, start, the loop
+ * until stop has closed everything, cleanup. Returns the exit status. */
+int runtime_main(const runtime_adapter *a, int argc, char **argv);
+
 #endif

@@ -62,14 +62,6 @@ const char *const nursing_config_keys[] = {
     NULL,
 };
 
-static hov_err
-dup_str(const conf *c, const char *key, const char *def, char **out,
-        hov_error *err)
-{
-    *out = strdup(conf_str(c, key, def));
-    return *out ? HOV_OK : hov_fail(err, HOV_ENOMEM, 0, "configuration");
-}
-
 #define TRY(x)                                                                 \
     do {                                                                       \
         hov_err rc_ = (x);                                                     \
@@ -80,11 +72,11 @@ dup_str(const conf *c, const char *key, const char *def, char **out,
 hov_err
 nursing_cfg_load(nursing_cfg *g, const conf *c, hov_error *err)
 {
-    TRY(dup_str(c, "hub.endpoint", "tcp://127.0.0.1:7400", &g->hub_endpoint,
-                err));
-    TRY(dup_str(c, "hub.client_name", "nursing", &g->client_name, err));
+    TRY(conf_strdup(c, "hub.endpoint", "tcp://127.0.0.1:7400", &g->hub_endpoint,
+                    err));
+    TRY(conf_strdup(c, "hub.client_name", "nursing", &g->client_name, err));
     TRY(conf_uint(c, "hub.credit", 16, 1, 1024, &g->credit, err));
-    TRY(dup_str(c, "listen.host", "127.0.0.1", &g->listen_host, err));
+    TRY(conf_strdup(c, "listen.host", "127.0.0.1", &g->listen_host, err));
     TRY(conf_uint(c, "listen.port", 7420, 0, 65535, &g->listen_port, err));
     TRY(conf_uint(c, "listen.max_frame_bytes", 1 << 20, 1024, 64u << 20,
                   &g->max_frame, err));
@@ -96,17 +88,17 @@ nursing_cfg_load(nursing_cfg *g, const conf *c, hov_error *err)
                   &g->frame_timeout_ms, err));
     TRY(conf_uint(c, "listen.hub_timeout_ms", 10000, 100, 3600000,
                   &g->hub_timeout_ms, err));
-    TRY(dup_str(c, "partner.host", "127.0.0.1", &g->partner_host, err));
+    TRY(conf_strdup(c, "partner.host", "127.0.0.1", &g->partner_host, err));
     TRY(conf_uint(c, "partner.port", 7421, 1, 65535, &g->partner_port, err));
-    TRY(dup_str(c, "partner.application", "CN-EPR", &g->partner_app, err));
-    TRY(dup_str(c, "partner.facility", "RZZ40", &g->partner_facility, err));
+    TRY(conf_strdup(c, "partner.application", "CN-EPR", &g->partner_app, err));
+    TRY(conf_strdup(c, "partner.facility", "RZZ40", &g->partner_facility, err));
     TRY(conf_uint(c, "partner.ack_timeout_ms", 30000, 100, 3600000,
                   &g->ack_timeout_ms, err));
     TRY(conf_uint(c, "partner.connect_timeout_ms", 5000, 100, 600000,
                   &g->connect_timeout_ms, err));
     TRY(conf_bool(c, "hl7.accept_lf_terminators", false, &g->accept_lf, err));
-    TRY(dup_str(c, "hl7.default_charset", "UNICODE UTF-8", &g->default_charset,
-                err));
+    TRY(conf_strdup(c, "hl7.default_charset", "UNICODE UTF-8",
+                    &g->default_charset, err));
     g->processing_ids = conf_list(c, "hl7.processing_ids", "P");
     if (g->processing_ids == NULL)
         return hov_fail(err, HOV_ENOMEM, 0, "configuration");
@@ -145,18 +137,55 @@ on_deliver(void *user, const hov_msg *msg)
     outbound_deliver(user, msg);
 }
 
-static void
-on_stop(void *user, const char *signame)
+static hov_err
+nursing_configure(void *ctx, const conf *c, hov_error *err)
 {
-    nursing *n = user;
+    return nursing_cfg_load(&((nursing *)ctx)->cfg, c, err);
+}
+
+static hov_err
+nursing_start(void *ctx, uv_loop_t *loop, hov_error *err)
+{
+    nursing *n = ctx;
+    n->loop = loop;
+    hov_client_opts co = {
+        .agency = "nursing",
+        .name = n->cfg.client_name,
+        .consume = true,
+        .credit = (unsigned)n->cfg.credit,
+    };
+    hublink_cbs cbs = {.answer = on_answer, .deliver = on_deliver};
+    hov_err rc =
+        hublink_open(loop, &co, n->cfg.hub_endpoint, &cbs, n, &n->hub, err);
+    if (rc == HOV_OK)
+        rc = outbound_start(n, err);
+    if (rc == HOV_OK)
+        rc = inbound_start(n, err);
+    if (rc == HOV_OK)
+        hov_info("started: MLLP on %s:%llu, partner %s:%llu (%s/%s), hub %s",
+                 n->cfg.listen_host, (unsigned long long)n->cfg.listen_port,
+                 n->cfg.partner_host, (unsigned long long)n->cfg.partner_port,
+                 n->cfg.partner_app, n->cfg.partner_facility,
+                 n->cfg.hub_endpoint);
+    return rc;
+}
+
+static void
+nursing_stop(void *ctx, const char *why)
+{
+    nursing *n = ctx;
+    (void)why;
     n->stopping = true;
-    hov_info("%s: shutting down; unfinished work is left unsettled and "
-             "unacknowledged, so it is sent again",
-             signame);
     inbound_stop(n);
     outbound_stop(n);
     hublink_close(n->hub);
     n->hub = NULL;
+}
+
+static void
+nursing_cleanup(void *ctx)
+{
+    nursing_cfg_free(&((nursing *)ctx)->cfg);
 }
 
 int
@@ -169,51 +198,14 @@ main(int argc, char **argv)
         .default_config = nursing_default_config,
         .keys = nursing_config_keys,
     };
-    conf *c = NULL;
-    int st = runtime_args(&prog, argc, argv, &c);
-    if (st >= 0)
-        return st;
-    nursing n = {.loop = uv_default_loop()};
-    hov_error err = {0};
-    hov_err rc = nursing_cfg_load(&n.cfg, c, &err);
-    conf_free(c);
-    if (rc != HOV_OK) {
-        hov_errorf("configuration: %s", err.msg);
-        nursing_cfg_free(&n.cfg);
-        return 2;
-    }
-
-    hov_client_opts co = {
-        .agency = "nursing",
-        .name = n.cfg.client_name,
-        .consume = true,
-        .credit = (unsigned)n.cfg.credit,
+    static nursing n;
+    static const runtime_adapter a = {
+        .prog = &prog,
+        .ctx = &n,
+        .configure = nursing_configure,
+        .start = nursing_start,
+        .stop = nursing_stop,
+        .cleanup = nursing_cleanup,
     };
-    hublink_cbs cbs = {.answer = on_answer, .deliver = on_deliver};
-    runtime_signals sig;
-    runtime_signals_start(&sig, n.loop, on_stop, &n);
-    rc = hublink_open(n.loop, &co, n.cfg.hub_endpoint, &cbs, &n, &n.hub, &err);
-    if (rc == HOV_OK)
-        rc = outbound_start(&n, &err);
-    if (rc == HOV_OK)
-        rc = inbound_start(&n, &err);
-    if (rc != HOV_OK) {
-        hov_errorf("start: %s", err.msg);
-        runtime_signals_close(&sig);
-        inbound_stop(&n);
-        outbound_stop(&n);
-        hublink_close(n.hub);
-        uv_run(n.loop, UV_RUN_DEFAULT);
-        nursing_cfg_free(&n.cfg);
-        return 1;
-    }
-    hov_info("started: MLLP on %s:%llu, partner %s:%llu (%s/%s), hub %s",
-             n.cfg.listen_host, (unsigned long long)n.cfg.listen_port,
-             n.cfg.partner_host, (unsigned long long)n.cfg.partner_port,
-             n.cfg.partner_app, n.cfg.partner_facility, n.cfg.hub_endpoint);
-    uv_run(n.loop, UV_RUN_DEFAULT);
-    int close_rc = uv_loop_close(n.loop);
-    nursing_cfg_free(&n.cfg);
-    hov_info("stopped");
-    return close_rc == 0 ? 0 : 1;
+    return runtime_main(&a, argc, argv);
 }
