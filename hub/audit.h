@@ -23,6 +23,10 @@
 #define AUDIT_RETRY           "retry"
 #define AUDIT_DEAD            "dead-lettered"
 #define AUDIT_CONSENT_IMPLIED "consent-implied"
+/* Operator actions (hub/status.c); the actor is "operator:<name>". */
+#define AUDIT_REDRIVEN "redriven"
+#define AUDIT_PAUSED   "paused"
+#define AUDIT_RESUMED  "resumed"
 
 /* Append one record in txn. Borrows all strings (NULL reads as "").
  * Errors are those of store_audit_append; they poison txn. */

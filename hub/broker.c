@@ -18,6 +18,7 @@
 #include "handover/timeutil.h"
 #include "queue.h"
 #include "route.h"
+#include "status.h"
 #include "store.h"
 #include "validate.h"
 
@@ -49,6 +50,7 @@ struct broker {
     batch batch;           /* the batch being staged */
     batch *stage;          /* &batch */
     hov_map *inflight_ids; /* event id + agency -> deliveries in flight */
+    status *status;        /* the status socket (hub/status.h) */
     char instance[37];
     validate_opts vopts;
     uint64_t next_timeout_scan_ms;
@@ -367,6 +369,7 @@ session_drop(broker *b, session *s, const char *why)
 {
     hov_warn("adapter down client=%s agency=%s reason=\"%s\"", s->client,
              config_agency_name(s->agency), why);
+    status_on_adapter(b->status, s->client, s->agency, s->consume, false);
     session_requeue_all(b, s, why);
     hov_map_del(b->sessions, s->id, s->idlen);
     free(s);
@@ -424,6 +427,7 @@ handle_hello(broker *b, const uint8_t *id, size_t idlen,
     hov_info("adapter up client=%s agency=%s consume=%s credit=%u", s->client,
              config_agency_name(s->agency), s->consume ? "yes" : "no",
              s->credit);
+    status_on_adapter(b->status, s->client, s->agency, s->consume, true);
 
     Handover__Hello reply = HANDOVER__HELLO__INIT;
     reply.protocol = HOV_PROTOCOL;
@@ -594,10 +598,12 @@ effects_publish(broker *b, op *o, uint64_t now)
         }
     }
     o->n_items = 0;
-    if (o->duplicate)
+    if (o->duplicate) {
         b->n_duplicate++;
-    else
+    } else {
         b->n_accepted++;
+        status_on_publish(b->status, o->ev, o->agency, &o->routes);
+    }
     send_ack(b, o);
     (void)now;
 }
@@ -620,11 +626,15 @@ effects_settle(broker *b, op *o)
     }
     if (o->outcome == HANDOVER__SETTLE_OUTCOME__SETTLE_DONE) {
         b->n_delivered++;
+        status_on_settle(b->status, it->queue, it->event_id, it->dest,
+                         STATUS_SETTLED_DONE);
         queue_remove(q, it, wall);
     } else if (o->to_dead) {
         b->n_dead++;
         hov_warn("dead-lettered event=%s dest=%s attempts=%u", it->event_id,
                  it->dest, it->attempts);
+        status_on_settle(b->status, it->queue, it->event_id, it->dest,
+                         STATUS_SETTLED_DEAD);
         queue_remove(q, it, wall);
     } else {
         b->n_retry++;
@@ -928,6 +938,34 @@ poll_timeout(broker *b)
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* What the status socket reads of the broker (hub/status.h). */
+static void
+status_counters_cb(void *arg, status_counters *out)
+{
+    const broker *b = arg;
+    out->accepted = b->n_accepted;
+    out->duplicates = b->n_duplicate;
+    out->naks = b->n_nak;
+    out->delivered = b->n_delivered;
+    out->retried = b->n_retry;
+    out->dead = b->n_dead;
+}
+
+static void
+status_sessions_cb(void *arg, status_session_fn fn, void *fnarg)
+{
+    const broker *b = arg;
+    size_t pos = 0;
+    void *v;
+    while (hov_map_next(b->sessions, &pos, NULL, NULL, &v)) {
+        const session *s = v;
+        status_session ss = {s->client,    s->agency, s->consume,
+                             s->gone,      s->credit, s->inflight.count,
+                             s->last_rx_ms};
+        fn(fnarg, &ss);
+    }
+}
+
 hov_err
 broker_new(broker **out, const config *cfg, hov_error *err)
 {
@@ -946,11 +984,21 @@ broker_new(broker **out, const config *cfg, hov_error *err)
         e = queue_init(&b->queues[i], i, err);
     if (e == HOV_OK)
         e = store_new(&b->st, err);
+    hov_uuid_v4(b->instance);
+    if (e == HOV_OK) {
+        status_hub hub = {.cfg = cfg,
+                          .st = b->st,
+                          .queues = b->queues,
+                          .instance = b->instance,
+                          .broker = b,
+                          .counters = status_counters_cb,
+                          .sessions = status_sessions_cb};
+        e = status_new(&b->status, &hub, err);
+    }
     if (e != HOV_OK) {
         broker_free(b);
         return e;
     }
-    hov_uuid_v4(b->instance);
     b->full_checked = -1;
     *out = b;
     return HOV_OK;
@@ -1000,6 +1048,11 @@ broker_open(broker *b, hov_error *err)
     store_abort(txn);
     if (e != HOV_OK)
         return e;
+    /* The status socket, with the paused destinations loaded before the
+     * first dispatch. Before ZeroMQ starts its threads: binding the socket
+     * sets the process umask for a moment. */
+    if ((e = status_open(b->status, err)) != HOV_OK)
+        return e;
 
     b->ctx = zmq_ctx_new();
     if (b->ctx == NULL)
@@ -1039,11 +1092,16 @@ broker_open(broker *b, hov_error *err)
 hov_err
 broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
 {
-    zmq_pollitem_t item = {b->sock, 0, ZMQ_POLLIN, 0};
+    /* The hub socket, then the status socket's listener and clients. */
+    zmq_pollitem_t items[1 + STATUS_POLL_MAX];
     hov_err e = HOV_OK;
     while (!*stop && e == HOV_OK) {
         uint64_t t0 = hov_mono_us();
-        int n = zmq_poll(&item, 1, poll_timeout(b));
+        long timeout = poll_timeout(b);
+        items[0] = (zmq_pollitem_t){b->sock, 0, ZMQ_POLLIN, 0};
+        size_t ns =
+            status_poll_items(b->status, items + 1, STATUS_POLL_MAX, &timeout);
+        int n = zmq_poll(items, (int)(1 + ns), timeout);
         uint64_t t1 = hov_mono_us();
         b->us_poll += t1 - t0;
         if (n < 0 && zmq_errno() != EINTR)
@@ -1092,6 +1150,9 @@ broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
         e = commit_and_answer(b, err);
         uint64_t t3 = hov_mono_us();
         b->us_apply += t3 - t2;
+        /* Between commits, so that pause, resume and redrive write in a
+         * transaction of their own and take effect in this dispatch. */
+        status_serve(b->status, items + 1, ns);
         dispatch(b);
         b->us_dispatch += hov_mono_us() - t3;
     }
@@ -1106,6 +1167,7 @@ broker_free(broker *b)
 {
     if (b == NULL)
         return;
+    status_free(b->status);
     batch_fini(&b->batch);
     hov_map_free(b->inflight_ids);
     if (b->sessions) {

@@ -21,11 +21,12 @@ enum {
     DB_DELIVERIES,
     DB_REPLIES,
     DB_AUDIT,
+    DB_META,
     DB_N
 };
-static const char *db_names[DB_N] = {"events",  "ids",  "recent",
-                                     "queue",   "dead", "deliveries",
-                                     "replies", "audit"};
+static const char *db_names[DB_N] = {"events",  "ids",   "recent",
+                                     "queue",   "dead",  "deliveries",
+                                     "replies", "audit", "meta"};
 
 /* Counters and chain head: committed copies live in store, staged copies in
  * the write transaction, so an aborted batch leaves no gap or fork. */
@@ -684,6 +685,36 @@ store_event_read(store_txn *t, uint64_t seq, const uint8_t **data, size_t *len,
 }
 
 uint64_t
+store_event_next_seq(const store *s)
+{
+    return s->c.event_next;
+}
+
+hov_err
+store_event_scan(store_txn *t, uint64_t from_seq, store_event_fn fn, void *arg,
+                 hov_error *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_EVENTS], &cur);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "open cursor", "events");
+    uint8_t kb[8];
+    be64(kb, from_seq);
+    MDB_val k = {8, kb}, v;
+    hov_err e = HOV_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && e == HOV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8)
+            continue;
+        e = fn(arg, rd_be64(k.mv_data), v.mv_data, v.mv_size, err);
+    }
+    mdb_cursor_close(cur);
+    if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        e = txn_fail(t, err, rc, "scan", "events");
+    return e;
+}
+
+uint64_t
 store_queue_next_seq(store_txn *t, unsigned q)
 {
     return t->c.queue_next[q]++;
@@ -783,6 +814,31 @@ store_dead_scan(store_txn *t, store_dead_fn fn, void *arg, hov_error *err)
     return e;
 }
 
+hov_err
+store_dead_del(store_txn *t, uint64_t seq, hov_error *err)
+{
+    if (t->rdonly || t->poisoned)
+        return hov_fail(err, HOV_ESTATE, 0, "cannot delete dead letter now");
+    uint8_t kb[8];
+    be64(kb, seq);
+    MDB_val k = {sizeof kb, kb};
+    int rc = mdb_del(t->txn, t->s->dbi[DB_DEAD], &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return HOV_ENOTFOUND;
+    if (rc != 0)
+        return txn_fail(t, err, rc, "delete", "dead letter");
+    return HOV_OK;
+}
+
+size_t
+store_dead_count(store_txn *t)
+{
+    MDB_stat st;
+    if (mdb_stat(t->txn, t->s->dbi[DB_DEAD], &st) != 0)
+        return 0;
+    return st.ms_entries;
+}
+
 /* seq (8, BE) followed by dest: one event's destinations sort together. */
 static size_t
 seq_key(uint8_t *buf, size_t cap, uint64_t seq, const char *dest)
@@ -820,6 +876,44 @@ store_delivery_put(store_txn *t, uint64_t event_seq, const char *dest,
     uint8_t kb[80];
     size_t kl = seq_key(kb, sizeof kb, event_seq, dest);
     return put_msg(t, DB_DELIVERIES, kb, kl, &d->base, dest, err);
+}
+
+hov_err
+store_delivery_scan(store_txn *t, uint64_t event_seq, store_delivery_fn fn,
+                    void *arg, hov_error *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_DELIVERIES], &cur);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "open cursor", "deliveries");
+    uint8_t kb[8];
+    be64(kb, event_seq);
+    MDB_val k = {sizeof kb, kb}, v;
+    hov_err e = HOV_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && e == HOV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < 8 || rd_be64(k.mv_data) != event_seq)
+            break; /* past this event's destinations */
+        char dest[80];
+        size_t dl =
+            k.mv_size - 8 < sizeof dest - 1 ? k.mv_size - 8 : sizeof dest - 1;
+        memcpy(dest, (const uint8_t *)k.mv_data + 8, dl);
+        dest[dl] = '\0';
+        Handover__Store__Delivery *d =
+            handover__store__delivery__unpack(NULL, v.mv_size, v.mv_data);
+        if (d == NULL) {
+            e = hov_fail(err, HOV_ESTORE, 0,
+                         "delivery record of event %llu to %s is unreadable",
+                         (unsigned long long)event_seq, dest);
+            break;
+        }
+        e = fn(arg, dest, d, err);
+        handover__store__delivery__free_unpacked(d, NULL);
+    }
+    mdb_cursor_close(cur);
+    if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        e = txn_fail(t, err, rc, "scan", "deliveries");
+    return e;
 }
 
 hov_err
@@ -908,6 +1002,46 @@ store_audit_scan(store_txn *t, uint64_t from_seq, store_audit_fn fn, void *arg,
     if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
         e = txn_fail(t, err, rc, "scan", "audit");
     return e;
+}
+
+hov_err
+store_meta_get(store_txn *t, const char *key, const uint8_t **data, size_t *len,
+               hov_error *err)
+{
+    MDB_val v;
+    hov_err e = get_raw(t, DB_META, key, strlen(key), &v, key, err);
+    if (e != HOV_OK)
+        return e;
+    *data = v.mv_data;
+    *len = v.mv_size;
+    return HOV_OK;
+}
+
+hov_err
+store_meta_put(store_txn *t, const char *key, const uint8_t *data, size_t len,
+               hov_error *err)
+{
+    if (t->rdonly || t->poisoned)
+        return hov_fail(err, HOV_ESTATE, 0, "cannot write %s now", key);
+    MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)data};
+    int rc = mdb_put(t->txn, t->s->dbi[DB_META], &k, &v, 0);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "store", key);
+    return HOV_OK;
+}
+
+hov_err
+store_meta_del(store_txn *t, const char *key, hov_error *err)
+{
+    if (t->rdonly || t->poisoned)
+        return hov_fail(err, HOV_ESTATE, 0, "cannot delete %s now", key);
+    MDB_val k = {strlen(key), (void *)key};
+    int rc = mdb_del(t->txn, t->s->dbi[DB_META], &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return HOV_ENOTFOUND;
+    if (rc != 0)
+        return txn_fail(t, err, rc, "delete", key);
+    return HOV_OK;
 }
 
 #define MERGE_CHUNK 4096

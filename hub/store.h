@@ -10,6 +10,9 @@
  *   deliveries  event seq + destination         -> Delivery (lifecycle)
  *   replies     answered seq + outcome seq      -> "" (outcomes of an event)
  *   audit       seq (8, BE)                     -> AuditRecord (hash chain)
+ *   meta        short text key                  -> operational settings
+ *                                                  that outlive a restart
+ *                                                  ("pause/<agency>": Pause)
  *
  * Events are keyed by arrival order, not by their (random) id: a batch of
  * a thousand inserts then fills the end of the tree, where keyed by id it
@@ -134,6 +137,21 @@ HOV_NODISCARD hov_err store_event_read(store_txn *txn, uint64_t seq,
                                        const uint8_t **data, size_t *len,
                                        hov_error *err);
 
+/* The sequence number the next committed event will get: every event
+ * below it is in the store. */
+uint64_t store_event_next_seq(const store *s);
+
+/* Call fn for every event with sequence number from_seq or higher, in
+ * order; data is the serialised Event, borrowed for the call. Stops at the
+ * first non-OK return and returns it: a long scan may return a code of its
+ * own (HOV_ETIMEDOUT, err untouched) to pause, and resume later from the
+ * next sequence number in a new transaction. */
+typedef hov_err (*store_event_fn)(void *arg, uint64_t seq, const uint8_t *data,
+                                  size_t len, hov_error *err);
+HOV_NODISCARD hov_err store_event_scan(store_txn *txn, uint64_t from_seq,
+                                       store_event_fn fn, void *arg,
+                                       hov_error *err);
+
 /* Move the recent ids into the ids tree in one transaction of sorted
  * inserts, when at least merge_at have gathered (or any, with force).
  * *merged gets how many. On failure nothing changes (they stay recent and
@@ -179,6 +197,14 @@ typedef hov_err (*store_dead_fn)(void *arg, uint64_t seq,
 HOV_NODISCARD hov_err store_dead_scan(store_txn *txn, store_dead_fn fn,
                                       void *arg, hov_error *err);
 
+/* Remove the dead letter with this sequence number (an operator's
+ * redrive). HOV_ENOTFOUND when it is gone (not a poisoning failure). */
+HOV_NODISCARD hov_err store_dead_del(store_txn *txn, uint64_t seq,
+                                     hov_error *err);
+
+/* Dead letters held now (LMDB's entry count: no scan). */
+size_t store_dead_count(store_txn *txn);
+
 /* ------------------------------------------------------------ lifecycle */
 
 /* The lifecycle of an event at one destination. *out is owned, free with
@@ -192,6 +218,16 @@ HOV_NODISCARD hov_err store_delivery_put(store_txn *txn, uint64_t event_seq,
                                          const char *dest,
                                          const Handover__Store__Delivery *d,
                                          hov_error *err);
+
+/* Call fn for each destination the event with this sequence number was
+ * routed to (its lifecycle records, in destination order). dest and d are
+ * borrowed for the call. Stops at the first non-OK return, returned. */
+typedef hov_err (*store_delivery_fn)(void *arg, const char *dest,
+                                     const Handover__Store__Delivery *d,
+                                     hov_error *err);
+HOV_NODISCARD hov_err store_delivery_scan(store_txn *txn, uint64_t event_seq,
+                                          store_delivery_fn fn, void *arg,
+                                          hov_error *err);
 
 /* Record that the outcome with sequence reply_seq answers event_seq. */
 HOV_NODISCARD hov_err store_reply_put(store_txn *txn, uint64_t event_seq,
@@ -212,5 +248,25 @@ typedef hov_err (*store_audit_fn)(void *arg,
 HOV_NODISCARD hov_err store_audit_scan(store_txn *txn, uint64_t from_seq,
                                        store_audit_fn fn, void *arg,
                                        hov_error *err);
+
+/* ------------------------------------------------------------------ meta */
+
+/* Small operational records that must outlive a restart (a paused
+ * destination): key is a short text such as "pause/gp". The value is
+ * borrowed from the map until the txn ends (or the next write).
+ * HOV_ENOTFOUND: no such record (an answer: err untouched). */
+HOV_NODISCARD hov_err store_meta_get(store_txn *txn, const char *key,
+                                     const uint8_t **data, size_t *len,
+                                     hov_error *err);
+
+/* Insert or replace a meta record; copies data. Errors poison txn (R7). */
+HOV_NODISCARD hov_err store_meta_put(store_txn *txn, const char *key,
+                                     const uint8_t *data, size_t len,
+                                     hov_error *err);
+
+/* Remove a meta record. HOV_ENOTFOUND when absent (not a poisoning
+ * failure). */
+HOV_NODISCARD hov_err store_meta_del(store_txn *txn, const char *key,
+                                     hov_error *err);
 
 #endif
