@@ -147,40 +147,6 @@ echo(const char *s, char *out, size_t outsz)
     hov_echo(out, outsz, s, ECHO_MAX);
 }
 
-/* RFC 3629 UTF-8: no overlong forms, no surrogates, nothing past
- * U+10FFFF. */
-static bool
-utf8_valid(const char *str)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    while (*s != 0) {
-        if (*s < 0x80) {
-            s++;
-            continue;
-        }
-        int more;
-        uint32_t cp, min;
-        if ((*s & 0xe0) == 0xc0) {
-            more = 1, cp = *s & 0x1fu, min = 0x80;
-        } else if ((*s & 0xf0) == 0xe0) {
-            more = 2, cp = *s & 0x0fu, min = 0x800;
-        } else if ((*s & 0xf8) == 0xf0) {
-            more = 3, cp = *s & 0x07u, min = 0x10000;
-        } else {
-            return false;
-        }
-        s++;
-        for (int i = 0; i < more; i++, s++) {
-            if ((*s & 0xc0) != 0x80) /* also stops at the NUL */
-                return false;
-            cp = cp << 6 | (*s & 0x3fu);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-    }
-    return true;
-}
-
 static hov_err
 missing(const char *field, hov_error *err)
 {
@@ -368,7 +334,7 @@ utf8_all_valid(const ProtobufCMessage *m)
             if (v == NULL)
                 continue;
             if (f->type == PROTOBUF_C_TYPE_STRING) {
-                if (!utf8_valid(v))
+                if (!hov_utf8_valid(v))
                     return false;
             } else if (((const ProtobufCMessage *)v)->descriptor != NULL &&
                        !utf8_all_valid(v)) {
@@ -418,7 +384,7 @@ utf8_walk(const ProtobufCMessage *m, char *path, size_t plen, hov_error *err)
             if (v == NULL)
                 continue;
             if (f->type == PROTOBUF_C_TYPE_STRING) {
-                if (!utf8_valid(v))
+                if (!hov_utf8_valid(v))
                     return hov_fail(err, HOV_EINVAL, 0, "%s is not valid UTF-8",
                                     path);
             } else if (((const ProtobufCMessage *)v)->descriptor != NULL) {

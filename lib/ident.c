@@ -254,3 +254,26 @@ hov_uuid_v5(const char *ns, const void *name, size_t name_len, char out[37],
     uuid_format(md, out);
     return HOV_OK;
 }
+
+char *
+hov_postcode_normalise(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(n + 2);
+    if (out == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == ' ' || ch == '\t')
+            continue;
+        out[k++] = ch >= 'a' && ch <= 'z' ? (char)(ch - 'a' + 'A') : ch;
+    }
+    out[k] = '\0';
+    /* The inward code is always the last three characters. */
+    if (k >= 5) {
+        memmove(out + k - 2, out + k - 3, 4);
+        out[k - 3] = ' ';
+    }
+    return out;
+}

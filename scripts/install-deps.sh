@@ -12,6 +12,7 @@ packages=(
   libcurl4-openssl-dev libhttp-parser-dev libssl-dev
   clang clang-format git # clang: the libFuzzer build; clang-format: tools/check-style
   python3-hl7 # the independent HL7 client of the nursing tests (system python3)
+  curl        # the independent FHIR client of the GP tests and the demo
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

@@ -148,6 +148,26 @@ hublink_settle(hublink *h, uint64_t delivery_id, hov_settle outcome,
     return rc;
 }
 
+void
+hublink_settle_log(hublink *h, uint64_t delivery_id, const char *event_id,
+                   uint32_t attempt, hov_settle how, const char *reason,
+                   const char *extra)
+{
+    static const char *const names[] = {"done", "retry", "rejected"};
+    if (extra == NULL)
+        extra = "";
+    if (how == HOV_SETTLE_DONE)
+        hov_info("delivered event=%s attempt=%u%s", event_id, attempt, extra);
+    else
+        hov_warn("settled %s event=%s attempt=%u%s reason=\"%s\"", names[how],
+                 event_id, attempt, extra, reason ? reason : "");
+    hov_error err = {0};
+    if (h != NULL &&
+        hublink_settle(h, delivery_id, how, reason, &err) != HOV_OK)
+        hov_warn("settle event=%s: %s; the hub will deliver it again", event_id,
+                 err.msg);
+}
+
 bool
 hublink_up(const hublink *h)
 {

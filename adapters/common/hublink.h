@@ -52,6 +52,16 @@ HOV_NODISCARD hov_err hublink_settle(hublink *h, uint64_t delivery_id,
                                      hov_settle outcome, const char *reason,
                                      hov_error *err);
 
+/* Settle and say so in the log, the same way in every adapter: done at
+ * INFO as "delivered event=<id> attempt=<n><extra>", retry and rejected
+ * at WARN with the reason. extra (may be NULL) is appended as is, e.g.
+ * " control_id=e09339b8a5025cfcaf76". A settle the hub cannot take now is
+ * logged too: the hub delivers the event again and the partner's
+ * idempotency key absorbs it. h NULL (stopping): logged only. */
+void hublink_settle_log(hublink *h, uint64_t delivery_id, const char *event_id,
+                        uint32_t attempt, hov_settle how, const char *reason,
+                        const char *extra);
+
 /* True while the hub answers. */
 bool hublink_up(const hublink *h);
 

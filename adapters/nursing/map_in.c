@@ -1356,30 +1356,13 @@ pid_sex(ctx *c, size_t seg)
     take(&c->ev->patient->sex, xstrdup(c, sex));
 }
 
-/* Trim, upper-case and re-space a postcode (domain 4.3): "fe78qt " gives
- * "FE7 8QT". Returns a new string. */
+/* hov_postcode_normalise, noting a failed allocation in c. */
 static char *
-postcode_normalise(ctx *c, const char *s)
+postcode_norm(ctx *c, const char *s)
 {
-    size_t n = strlen(s);
-    char *out = malloc(n + 2);
-    if (out == NULL) {
+    char *out = hov_postcode_normalise(s);
+    if (out == NULL)
         c->oom = true;
-        return NULL;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == ' ' || ch == '\t')
-            continue;
-        out[k++] = ch >= 'a' && ch <= 'z' ? (char)(ch - 'a' + 'A') : ch;
-    }
-    out[k] = '\0';
-    /* The inward code is always the last three characters. */
-    if (k >= 5) {
-        memmove(out + k - 2, out + k - 3, 4);
-        out[k - 3] = ' ';
-    }
     return out;
 }
 
@@ -1417,7 +1400,7 @@ pid_address(ctx *c, size_t seg)
             ferr(c, seg, 11, 5, 101, "postcode is missing");
         return;
     }
-    char *pc = postcode_normalise(c, raw);
+    char *pc = postcode_norm(c, raw);
     free(raw);
     if (pc == NULL)
         return;

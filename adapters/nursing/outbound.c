@@ -75,20 +75,10 @@ out_pop(outbound *o)
 static void
 out_settle(outbound *o, odeliv *d, hov_settle how, const char *reason)
 {
-    static const char *const names[] = {"done", "retry", "rejected"};
-    if (how == HOV_SETTLE_DONE)
-        hov_info("delivered event=%s control_id=%s attempt=%u", d->event_id,
-                 d->control, d->attempt);
-    else
-        hov_warn("settled %s event=%s control_id=%s attempt=%u "
-                 "reason=\"%s\"",
-                 names[how], d->event_id, d->control, d->attempt,
-                 reason ? reason : "");
-    hov_error err = {0};
-    if (o->n->hub != NULL &&
-        hublink_settle(o->n->hub, d->delivery_id, how, reason, &err) != HOV_OK)
-        hov_warn("settle event=%s: %s; the hub will deliver it again",
-                 d->event_id, err.msg);
+    char extra[40];
+    snprintf(extra, sizeof extra, " control_id=%s", d->control);
+    hublink_settle_log(o->n->hub, d->delivery_id, d->event_id, d->attempt, how,
+                       reason, extra);
 }
 
 static void

@@ -47,6 +47,12 @@ bool hov_org_code_valid(const char *s);
  * is the adapters' job. */
 bool hov_postcode_valid(const char *s);
 
+/* Normalise a postcode as partners write it (domain 4.3): drop blanks,
+ * upper-case, one space before the inward code ("fe78qt " gives
+ * "FE7 8QT"). The result still needs hov_postcode_valid. Returns a new
+ * string (free it), or NULL when out of memory. */
+char *hov_postcode_normalise(const char *s);
+
 /* Is s a UUID in lowercase 8-4-4-4-12 hex form? Any version is accepted
  * (partner events carry version 5 ids, Handover's own are version 4). */
 bool hov_uuid_valid(const char *s);

@@ -2,6 +2,7 @@
 #ifndef HANDOVER_STR_H
 #define HANDOVER_STR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Copy the C string src into dst of cap bytes (cap > 0), cut to fit and
@@ -21,5 +22,9 @@ void hov_echo(char *out, size_t outsz, const char *s, size_t max);
  * does not continue a sequence starts one. Length limits in the domain
  * brief count characters, not bytes. */
 size_t hov_utf8_chars(const char *s);
+
+/* Is s valid UTF-8 under RFC 3629: no overlong forms, no surrogates,
+ * nothing past U+10FFFF? */
+bool hov_utf8_valid(const char *s);
 
 #endif
