@@ -525,6 +525,18 @@ Test(gp, partner_down_errors_and_kill_9_lose_and_duplicate_nothing,
     cr_assert(wait_sim(&r, ids[3], 500, 2, 10000));
     set_mode(&r, "201");
     cr_expect(wait_sim(&r, ids[3], 201, 1, 10000));
+    /* No answer: the post times out (partner.timeout_ms) and is retried;
+     * the resend is the same document and creates nothing twice. */
+    set_mode(&r, "hang");
+    hov_sample_init(&s, "discharge", nhs[5]);
+    hov_sample_set_pathway(&s, 0);
+    th_publish_ok(trust, &s);
+    char hung[37];
+    memcpy(hung, s.event_id, 37);
+    cr_assert(th_proc_wait_log(&r.adapter, "timed out", 1, 10000));
+    set_mode(&r, "201");
+    cr_expect(wait_sim(&r, hung, 201, 1, 10000));
+    expect_one_document(&r, hung);
     set_mode(&r, "422");
     hov_sample_init(&s, "discharge", nhs[4]);
     hov_sample_set_pathway(&s, 0);
