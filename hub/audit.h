@@ -10,6 +10,7 @@
 #ifndef HUB_AUDIT_H
 #define HUB_AUDIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "handover/err.h"
@@ -34,6 +35,29 @@ HOV_NODISCARD hov_err audit_log(store_txn *txn, uint64_t time_ms,
                                 const char *event_id, const char *nhs_number,
                                 const char *actor, const char *action,
                                 const char *detail, hov_error *err);
+
+/* Read by handover-audit (trace, export); the actor is
+ * "auditor:<name>", the detail says what was read. */
+#define AUDIT_READ "read"
+
+/* What a walk of the chain found. */
+typedef struct audit_verify_report {
+    uint64_t count; /* intact records, from the first */
+    uint64_t first_seq, first_time_ms;
+    uint64_t last_seq, last_time_ms; /* the last intact record */
+    bool bad;                        /* the fields below are set */
+    uint64_t bad_seq, bad_time_ms;   /* the first bad record */
+    char bad_action[40];
+    char bad_what[200]; /* "hash mismatch: ...", "prev-hash mismatch: ..." */
+} audit_verify_report;
+
+/* Recompute the chain from the first record, in read transactions of a
+ * few thousand records each (a long walk never pins the live store).
+ * HOV_OK when the walk finished: rep->bad says whether it found a bad
+ * record, and which. An error only when the store could not be read. */
+HOV_NODISCARD hov_err audit_verify_report_get(store *s,
+                                              audit_verify_report *rep,
+                                              hov_error *err);
 
 /* Recompute the chain from the first record. *count gets the number of
  * records checked. HOV_OK when intact; HOV_ESTORE naming the first bad

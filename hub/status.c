@@ -1758,6 +1758,80 @@ cmd_pause(status *s, const req *r, bool pause, sbuf *out, hov_error *err)
     return H_OK;
 }
 
+/* ----------------------------------------------------------- audit-read */
+
+/* What handover-audit read, for the audit log. */
+static const struct read_kind {
+    const char *kind;
+    const char *says; /* "trace of event %s" */
+} read_kinds[] = {
+    {"trace-event", "trace of event %s"},
+    {"trace-correlation", "trace of correlation %s"},
+    {"trace-nhs", "trace of NHS number %s"},
+    {"export", "export of %s"},
+};
+
+/* handover-audit asks the hub to record a read (trace, export), because
+ * the hub holds the audit chain's head in memory: a record appended by
+ * another process would be overwritten by the hub's next append and the
+ * chain would fork. The auditor's name is asserted; the peer's uid and pid
+ * are what the kernel says. */
+static int
+cmd_audit_read(status *s, req *r, sbuf *out, hov_error *err)
+{
+    if (need_operator(r, "audit-read", err) != HOV_OK)
+        return H_ERROR;
+    const struct read_kind *k = NULL;
+    for (size_t i = 0; i < sizeof read_kinds / sizeof read_kinds[0]; i++)
+        if (strcmp(read_kinds[i].kind, r->argv[1]) == 0)
+            k = &read_kinds[i];
+    if (k == NULL)
+        return refuse(err, HOV_EINVAL,
+                      "audit-read: the kind is trace-event, "
+                      "trace-correlation, trace-nhs or export");
+    const char *subject = r->argv[2];
+    const char *nhs = r->argc > 3 ? r->argv[3] : "";
+    if (strlen(subject) > 80 || (nhs[0] && !looks_like_nhs(nhs)))
+        return refuse(err, HOV_EINVAL,
+                      "audit-read: the subject is at most 80 characters "
+                      "and the NHS number 10 digits");
+    char actor[80], note[96], what[120], detail[300];
+    snprintf(actor, sizeof actor, "auditor:%s", r->operator);
+    peer_note(r, note, sizeof note);
+    snprintf(what, sizeof what, k->says, subject);
+    snprintf(detail, sizeof detail, "read by handover-audit: %s (%s)", what,
+             note);
+    const char *event_id = strcmp(k->kind, "trace-event") == 0 ? subject : "";
+    if (strcmp(k->kind, "trace-nhs") == 0 && looks_like_nhs(subject))
+        nhs = subject;
+    uint64_t now = hov_now_ms();
+    store_txn *txn;
+    hov_err e = store_begin(s->hub.st, false, &txn, err);
+    if (e != HOV_OK)
+        return H_ERROR;
+    e = audit_log(txn, now, event_id, nhs, actor, AUDIT_READ, detail, err);
+    if (e == HOV_OK)
+        e = store_commit(txn, err);
+    else
+        store_abort(txn);
+    if (e != HOV_OK)
+        return H_ERROR;
+    hov_info("audit read recorded: %s by %s (%s)", what, actor, note);
+    if (r->json) {
+        bool ok = true;
+        json_t *root = json_object();
+        jset(root, "recorded", json_true(), &ok);
+        jset(root, "actor", json_string(actor), &ok);
+        jset(root, "detail", jstr(detail), &ok);
+        json_out(out, root, &ok);
+        if (!ok)
+            out->failed = true;
+    } else {
+        sb_printf(out, "recorded: %s by %s\n", what, actor);
+    }
+    return H_OK;
+}
+
 /* -------------------------------------------------------------- overdue */
 
 static int
@@ -1987,6 +2061,7 @@ static const char help_text[] =
     "  redrive ID|all --operator NAME\n"
     "  pause AGENCY --operator NAME\n"
     "  resume AGENCY --operator NAME\n"
+    "  audit-read KIND SUBJECT [NHS] --operator NAME  (handover-audit)\n"
     "  overdue                     outcomes past their deadline\n"
     "  metrics                     Prometheus text\n";
 
@@ -2123,6 +2198,9 @@ static const struct command {
      "pause gp|nursing|social|voluntary --operator NAME"},
     {"resume", 2, 2, true, cmd_resume,
      "resume gp|nursing|social|voluntary --operator NAME"},
+    {"audit-read", 3, 4, true, cmd_audit_read,
+     "audit-read trace-event|trace-correlation|trace-nhs|export SUBJECT "
+     "[NHS_NUMBER] --operator NAME"},
 };
 
 static const struct command *

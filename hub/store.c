@@ -325,6 +325,55 @@ store_open(store *s, const char *dir, hov_error *err)
     return HOV_OK;
 }
 
+hov_err
+store_open_rdonly(store *s, const char *dir, hov_error *err)
+{
+    if (s->open)
+        return hov_fail(err, HOV_ESTATE, 0, "store already open");
+    if (sodium_init() < 0)
+        return hov_fail(err, HOV_ESYS, 0, "libsodium failed to initialise");
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return hov_fail(err, HOV_EIO, errno, "data folder %s: %s", dir,
+                        strerror(errno));
+    int rc;
+    /* Map size 0: adopt the size the hub recorded, so a store bigger than
+     * our default still opens. */
+    if ((rc = mdb_env_set_mapsize(s->env, 0)) != 0 ||
+        (rc = mdb_env_set_maxdbs(s->env, DB_N + 2)) != 0)
+        return store_mdb_err(err, rc, "configure", dir);
+    rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_RDONLY, 0640);
+    if (rc != 0)
+        return store_mdb_err(err, rc, "open LMDB environment (read-only) in",
+                             dir);
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return store_mdb_err(err, rc, "begin", "open transaction");
+    for (int i = 0; i < DB_N; i++) {
+        if ((rc = mdb_dbi_open(txn, db_names[i], 0, &s->dbi[i])) != 0) {
+            mdb_txn_abort(txn);
+            if (rc == MDB_NOTFOUND)
+                return hov_fail(err, HOV_ESTORE, rc,
+                                "%s has no '%s' database: is it a Handover "
+                                "data folder?",
+                                dir, db_names[i]);
+            return store_mdb_err(err, rc, "open database", db_names[i]);
+        }
+    }
+    hov_err e = load_counters(s, txn, err);
+    if (e == HOV_OK)
+        e = load_recent(s, txn, err);
+    if (e != HOV_OK) {
+        mdb_txn_abort(txn);
+        return e;
+    }
+    /* Committing a read-only txn keeps the database handles it opened. */
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return store_mdb_err(err, rc, "commit", "open transaction");
+    s->open = true;
+    return HOV_OK;
+}
+
 void
 store_free(store *s)
 {
@@ -930,6 +979,31 @@ store_reply_put(store_txn *t, uint64_t event_seq, uint64_t reply_seq,
     if (rc != 0)
         return txn_fail(t, err, rc, "store", "reply index");
     return HOV_OK;
+}
+
+hov_err
+store_reply_scan(store_txn *t, uint64_t event_seq, store_reply_fn fn, void *arg,
+                 hov_error *err)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_REPLIES], &cur);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "open cursor", "reply index");
+    uint8_t kb[16];
+    be64(kb, event_seq);
+    be64(kb + 8, 0);
+    MDB_val k = {sizeof kb, kb}, v;
+    hov_err e = HOV_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && e == HOV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 16 || rd_be64(k.mv_data) != event_seq)
+            break;
+        e = fn(arg, rd_be64((const uint8_t *)k.mv_data + 8), err);
+    }
+    mdb_cursor_close(cur);
+    if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        e = txn_fail(t, err, rc, "scan", "reply index");
+    return e;
 }
 
 hov_err

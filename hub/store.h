@@ -71,6 +71,13 @@ HOV_NODISCARD hov_err store_set_merge_at(store *s, size_t n, hov_error *err);
  * HOV_EIO: the folder or files cannot be created or read; HOV_ESTORE. */
 HOV_NODISCARD hov_err store_open(store *s, const char *dir, hov_error *err);
 
+/* Open an existing environment read-only (MDB_RDONLY), for the audit
+ * tools: a live store (the hub keeps writing) or a copy. Nothing is created
+ * and every write transaction fails. The lock file must be writable (LMDB
+ * registers readers there). HOV_EIO: no such folder; HOV_ESTORE. */
+HOV_NODISCARD hov_err store_open_rdonly(store *s, const char *dir,
+                                        hov_error *err);
+
 /* Close and free. NULL is a no-op. No transaction may be open. */
 void store_free(store *s);
 
@@ -232,6 +239,15 @@ HOV_NODISCARD hov_err store_delivery_scan(store_txn *txn, uint64_t event_seq,
 /* Record that the outcome with sequence reply_seq answers event_seq. */
 HOV_NODISCARD hov_err store_reply_put(store_txn *txn, uint64_t event_seq,
                                       uint64_t reply_seq, hov_error *err);
+
+/* Call fn with the sequence number of each outcome recorded as answering
+ * the event with sequence event_seq, in order. Stops at the first non-OK
+ * return, which is returned. */
+typedef hov_err (*store_reply_fn)(void *arg, uint64_t reply_seq,
+                                  hov_error *err);
+HOV_NODISCARD hov_err store_reply_scan(store_txn *txn, uint64_t event_seq,
+                                       store_reply_fn fn, void *arg,
+                                       hov_error *err);
 
 /* ----------------------------------------------------------------- audit */
 
