@@ -13,6 +13,7 @@ packages=(
   clang clang-format git # clang: the libFuzzer build; clang-format: tools/check-style
   python3-hl7 # the independent HL7 client of the nursing tests (system python3)
   curl        # the independent FHIR client of the GP tests and the demo
+  docker-compose # checks docker-compose.yml (there is no engine to run it)
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

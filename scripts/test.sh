@@ -10,6 +10,9 @@ bash scripts/install-deps.sh
 echo "=== style (tools/check-style)"
 bash tools/check-style
 
+echo "=== docker-compose.yml (docker-compose config)"
+docker-compose config -q
+
 run_suite() {
     local name=$1 dir=$2
     shift 2
