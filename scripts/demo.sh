@@ -22,10 +22,16 @@ nursing_pid=
 sim_pid=
 gp_pid=
 gpsim_pid=
+social_pid=
+csim_pid=
+vol_pid=
+vsim_pid=
 mllp_port=${HANDOVER_MLLP_PORT:-7420}
 sim_port=${HANDOVER_NURSING_SIM_PORT:-7421}
 fhir_port=${HANDOVER_FHIR_PORT:-7410}
 gpsim_port=${HANDOVER_GP_SIM_PORT:-7411}
+hook_port=${HANDOVER_WEBHOOK_PORT:-7440}
+vsim_port=${HANDOVER_VOLUNTARY_SIM_PORT:-7441}
 stop_pid() { # stop_pid PID: SIGTERM, wait
   if [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; then
     kill -TERM "$1" 2>/dev/null || true
@@ -37,6 +43,10 @@ cleanup() {
   stop_pid "$sim_pid"
   stop_pid "$gp_pid"
   stop_pid "$gpsim_pid"
+  stop_pid "$social_pid"
+  stop_pid "$csim_pid"
+  stop_pid "$vol_pid"
+  stop_pid "$vsim_pid"
   if [[ -n $hub_pid ]] && kill -0 "$hub_pid" 2>/dev/null; then
     kill -TERM "$hub_pid" 2>/dev/null || true
     wait "$hub_pid" 2>/dev/null || true
@@ -65,7 +75,8 @@ heading "building handover-hub, the adapters and the demo tools (RelWithDebInfo)
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   --log-level=WARNING
 cmake --build "$build" -j"$(nproc)" --target handover-hub handover-demo \
-  handover-nursing nursing-sim handover-gp gp-sim handover-ctl
+  handover-nursing nursing-sim handover-gp gp-sim handover-ctl \
+  handover-social council-sim handover-voluntary voluntary-sim handover-audit
 
 heading "hub starting on $endpoint"
 if port_busy "$endpoint"; then
@@ -98,17 +109,33 @@ heading "events flowing"
 demo_status=0
 "$build/handover-demo" --endpoint "$endpoint" || demo_status=$?
 
-heading "the adapters: community nursing (HL7 v2 over MLLP) and GP system (FHIR)"
-for p in "$mllp_port" "$sim_port" "$fhir_port" "$gpsim_port"; do
+heading "the four adapters and their partners (simulated)"
+for p in "$mllp_port" "$sim_port" "$fhir_port" "$gpsim_port" "$hook_port" \
+         "$vsim_port"; do
   if port_busy "tcp://127.0.0.1:$p"; then
     die "127.0.0.1:$p is busy; pick free ports with HANDOVER_MLLP_PORT," \
-        "HANDOVER_NURSING_SIM_PORT, HANDOVER_FHIR_PORT and HANDOVER_GP_SIM_PORT"
+        "HANDOVER_NURSING_SIM_PORT, HANDOVER_FHIR_PORT, HANDOVER_GP_SIM_PORT," \
+        "HANDOVER_WEBHOOK_PORT and HANDOVER_VOLUNTARY_SIM_PORT"
   fi
 done
+council=$tmp/council
+mkdir -p "$council/inbox" "$council/outbox"
+# The demo's own webhook secret (domain 8.6: secrets stay out of YAML).
+secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077
+ for org in local:VCS-0001 local:VCS-0002 local:VCS-0003; do
+   echo "$org - ${org#local:}-demo $secret"
+ done >"$tmp/voluntary-orgs")
 "$build/nursing-sim" serve --port "$sim_port" >"$tmp/nursing-sim.log" 2>&1 &
 sim_pid=$!
 "$build/gp-sim" serve --port "$gpsim_port" >"$tmp/gp-sim.log" 2>&1 &
 gpsim_pid=$!
+"$build/council-sim" take --outbox "$council/outbox" \
+  --taken "$council/taken" --interval-ms 100 >"$tmp/council-sim.log" 2>&1 &
+csim_pid=$!
+"$build/voluntary-sim" serve --port "$vsim_port" --secret "$secret" \
+  >"$tmp/voluntary-sim.log" 2>&1 &
+vsim_pid=$!
 "$build/handover-nursing" --set "hub.endpoint=$endpoint" \
   --set "listen.port=$mllp_port" --set "partner.port=$sim_port" \
   2>"$tmp/nursing.log" &
@@ -117,9 +144,18 @@ nursing_pid=$!
   --set "listen.port=$fhir_port" \
   --set "partner.url=http://127.0.0.1:$gpsim_port/fhir" 2>"$tmp/gp.log" &
 gp_pid=$!
-wait_log() { # wait_log FILE TEXT PID NAME
+"$build/handover-social" --set "hub.endpoint=$endpoint" \
+  --set "files.inbox=$council/inbox" --set "files.outbox=$council/outbox" \
+  --set files.scan_interval_ms=500 2>"$tmp/social.log" &
+social_pid=$!
+"$build/handover-voluntary" --set "hub.endpoint=$endpoint" \
+  --set "listen.port=$hook_port" --set "partner.orgs_file=$tmp/voluntary-orgs" \
+  --set "partner.default_url=http://127.0.0.1:$vsim_port/handover/v1/referrals" \
+  2>"$tmp/voluntary.log" &
+vol_pid=$!
+wait_log() { # wait_log FILE TEXT PID NAME [COUNT]
   for ((i = 0; i < ready_limit_s * 10; i++)); do
-    grep -q "$2" "$1" && return 0
+    (($(grep -c "$2" "$1" || true) >= ${5:-1})) && return 0
     kill -0 "$3" 2>/dev/null || { cat "$1" >&2; die "$4 exited"; }
     sleep 0.1
   done
@@ -127,10 +163,15 @@ wait_log() { # wait_log FILE TEXT PID NAME
 }
 wait_log "$tmp/nursing.log" 'hub up' "$nursing_pid" handover-nursing
 wait_log "$tmp/gp.log" 'hub up' "$gp_pid" handover-gp
-echo "handover-nursing: MLLP in on 127.0.0.1:$mllp_port, out to the" \
-     "nursing system (simulator) on 127.0.0.1:$sim_port"
-echo "handover-gp: FHIR in on http://127.0.0.1:$fhir_port/fhir, out to the" \
-     "GP system (simulator) on http://127.0.0.1:$gpsim_port/fhir"
+wait_log "$tmp/social.log" 'hub up' "$social_pid" handover-social
+wait_log "$tmp/voluntary.log" 'hub up' "$vol_pid" handover-voluntary
+echo "handover-nursing    HL7 v2/MLLP in on 127.0.0.1:$mllp_port;" \
+     "out to the nursing system on 127.0.0.1:$sim_port"
+echo "handover-gp         FHIR in on http://127.0.0.1:$fhir_port/fhir;" \
+     "out to the GP system on http://127.0.0.1:$gpsim_port/fhir"
+echo "handover-social     files in $council/inbox; out to $council/outbox"
+echo "handover-voluntary  webhooks in on http://127.0.0.1:$hook_port;" \
+     "signed out to http://127.0.0.1:$vsim_port"
 echo
 echo "-- the trust's PAS and the nursing system send HL7 to handover-nursing" \
      "(each ACK comes only after the hub's durable Ack):"
@@ -146,13 +187,36 @@ code=$(curl -sS -o "$tmp/referral.out" -D "$tmp/referral.hdr" \
 echo "  POST /fhir (message Bundle, ServiceRequest for Patrick O'Driscoll)" \
      "-> $code $(grep -i '^Location:' "$tmp/referral.hdr" | tr -d '\r')"
 [[ $code == 201 ]] || demo_status=1
-wait_log "$tmp/nursing-sim.log" 'REF\^I12' "$sim_pid" nursing-sim
 echo
-echo "-- community nursing accepts it and answers in HL7 (RRI^I12):"
+echo "-- a council social worker drops a referral file for a voluntary" \
+     "organisation:"
+f=referral_Z9Z9Z_20250317T090500Z_000007.json
+cp "$root/samples/council/valid/$f" "$council/inbox/$f.tmp"
+mv "$council/inbox/$f.tmp" "$council/inbox/$f"
+echo "  $f -> inbox"
+# Wait for the requests to reach their partners before they answer.
+wait_log "$tmp/nursing-sim.log" 'REF\^I12' "$sim_pid" nursing-sim
+wait_log "$tmp/council-sim.log" 'taken event=' "$csim_pid" council-sim 4
+wait_log "$tmp/voluntary-sim.log" 'referral in' "$vsim_pid" voluntary-sim 2
+echo
+echo "-- the partners answer; each outcome goes back to the event's source:"
 "$build/nursing-sim" send --port "$mllp_port" \
   "$root/samples/hl7/outcomes/rri-i12-referral-accepted-enhanced-mode.hl7" ||
   demo_status=1
+for f in "$root"/samples/council/outcomes/*.csv; do
+  b=$(basename "$f")
+  cp "$f" "$council/inbox/$b.tmp" && mv "$council/inbox/$b.tmp" "$council/inbox/$b"
+  echo "  council/CES outcome file $b -> inbox"
+done
+"$build/voluntary-sim" post-outcome \
+  --url "http://127.0.0.1:$hook_port/webhooks/v1/outcome" --secret "$secret" \
+  --sender local:VCS-0002 --key-id VCS-0002-demo \
+  --in-reply-to 25e14237-735f-51b9-b0fb-c87ec41a3aae --status accepted \
+  --planned-for 2025-03-20 >"$tmp/post-outcome.log" 2>&1 || demo_status=1
+echo "  Brackenby Befrienders' signed outcome webhook ->" \
+     "$(grep -o 'status=[0-9]*' "$tmp/post-outcome.log" | tail -n 1)"
 wait_log "$tmp/gp-sim.log" 'POST /fhir/Task' "$gpsim_pid" gp-sim
+wait_log "$tmp/nursing-sim.log" 'HL7 in' "$sim_pid" nursing-sim 6
 echo
 echo "-- what reached the community nursing system (HL7, simulator):"
 grep 'HL7 in' "$tmp/nursing-sim.log" | sed 's/^nursing-sim: /  /' ||
@@ -162,18 +226,28 @@ echo "-- what reached the GP system (FHIR, simulator):"
 grep 'FHIR in' "$tmp/gp-sim.log" | sed 's/^gp-sim: /  /' ||
   { echo "  (nothing arrived)"; demo_status=1; }
 echo
+echo "-- what reached the council and the equipment service (files):"
+grep 'taken event=' "$tmp/council-sim.log" | sed 's/^/  /' ||
+  { echo "  (nothing arrived)"; demo_status=1; }
+echo "  processed: $(ls "$council/inbox/processed" 2>/dev/null | tr '\n' ' ')"
+echo
+echo "-- what reached the voluntary organisations (signed webhooks):"
+grep 'referral in' "$tmp/voluntary-sim.log" | sed 's/^voluntary-sim: /  /' ||
+  { echo "  (nothing arrived)"; demo_status=1; }
+echo
 echo "-- the adapters' logs:"
-stop_pid "$nursing_pid"
-nursing_pid=
-stop_pid "$gp_pid"
-gp_pid=
-stop_pid "$sim_pid"
-sim_pid=
-stop_pid "$gpsim_pid"
-gpsim_pid=
-grep -hE ' (accepted|refused|delivered|settled|duplicate) ' \
-  "$tmp/nursing.log" "$tmp/gp.log" |
-  sed 's/^[^ ]* handover-/  /' | head -n 24
+for pid in nursing_pid gp_pid social_pid vol_pid sim_pid gpsim_pid csim_pid \
+           vsim_pid; do
+  stop_pid "${!pid}"
+  printf -v "$pid" '%s' ''
+done
+grep -hE ' (accepted|refused|delivered|settled|duplicate|published) ' \
+  "$tmp/nursing.log" "$tmp/gp.log" "$tmp/social.log" "$tmp/voluntary.log" |
+  sed 's/^[^ ]* handover-/  /' | head -n 40
+
+heading "an auditor traces a patient (handover-audit trace --nhs 9995050501)"
+"$build/handover-audit" trace --data "$tmp/data" --auditor demo \
+  --nhs 9995050501 | sed 's/^/  /' || demo_status=1
 
 heading "hub status (handover-ctl status)"
 "$build/handover-ctl" --data "$tmp/data" status | sed 's/^/  /' || true
