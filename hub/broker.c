@@ -10,6 +10,7 @@
 #include "audit.h"
 #include "batch.h"
 #include "commit.h"
+#include "handover/client.h"
 #include "handover/frame.h"
 #include "handover/ident.h"
 #include "handover/log.h"
@@ -21,6 +22,7 @@
 #include "status.h"
 #include "store.h"
 #include "validate.h"
+#include "zap.h"
 
 #define SESSION_ID_MAX BATCH_PEER_MAX
 #define DIGEST_BYTES   STORE_DIGEST_BYTES
@@ -51,6 +53,7 @@ struct broker {
     batch *stage;          /* &batch */
     hov_map *inflight_ids; /* event id + agency -> deliveries in flight */
     status *status;        /* the status socket (hub/status.h) */
+    zap *zap;              /* CURVE's ZAP handler; NULL: CURVE off */
     char instance[37];
     validate_opts vopts;
     uint64_t next_timeout_scan_ms;
@@ -377,7 +380,7 @@ session_drop(broker *b, session *s, const char *why)
 
 static void
 handle_hello(broker *b, const uint8_t *id, size_t idlen,
-             const Handover__Hello *h)
+             const Handover__Hello *h, int key_agency)
 {
     char reason[256];
     int agency = config_agency_parse(nz(h->agency));
@@ -394,6 +397,23 @@ handle_hello(broker *b, const uint8_t *id, size_t idlen,
                  "voluntary",
                  nz(h->agency));
         send_nak(b, id, idlen, 0, NULL, HOV_EINVAL, reason);
+        return;
+    }
+    if (key_agency >= 0 && agency != key_agency) {
+        /* With CURVE the key decides the agency: a Hello that names
+         * another is an agency trying to publish as, or read the queue
+         * of, someone else. No session is opened. */
+        hov_warn("refused hello client=%.*s: its CURVE key belongs to "
+                 "agency %s but it says %s",
+                 (int)idlen, (const char *)id,
+                 config_agency_name((config_agency)key_agency),
+                 config_agency_name((config_agency)agency));
+        snprintf(reason, sizeof reason,
+                 "this client's CURVE key belongs to agency %s; it may not "
+                 "connect as %s",
+                 config_agency_name((config_agency)key_agency),
+                 config_agency_name((config_agency)agency));
+        send_nak(b, id, idlen, 0, NULL, HOV_EPERM, reason);
         return;
     }
     session *s = hov_map_get(b->sessions, id, idlen);
@@ -496,13 +516,33 @@ peek_publish_seq(const uint8_t *p, size_t len)
     return 0;
 }
 
+/* With CURVE, every frame carries the agency of its connection's key
+ * (key_agency, from the ZAP handler's User-Id). A session whose agency
+ * differs was opened by another key under the same routing id, which
+ * ZMQ_ROUTER_HANDOVER has just handed to this connection: the session is
+ * dropped (its deliveries go back to the queue) so nothing more is sent
+ * to this connection in its name. Returns the session to use, or NULL. */
+static session *
+session_check_key(broker *b, session *s, int key_agency)
+{
+    if (s == NULL || key_agency < 0 || s->agency == (config_agency)key_agency)
+        return s;
+    hov_warn("refused frame client=%s: the session is agency %s but this "
+             "connection's CURVE key belongs to %s",
+             s->client, config_agency_name(s->agency),
+             config_agency_name((config_agency)key_agency));
+    session_drop(b, s, "routing id taken by another agency's key");
+    return NULL;
+}
+
 static void
 handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
-             size_t len)
+             size_t len, int key_agency)
 {
     char reason[256];
     session *s = hov_map_get(b->sessions, id, idlen);
     b->last_frame_ms = hov_mono_ms();
+    s = session_check_key(b, s, key_agency);
     if (len > b->cfg->max_event_bytes + FRAME_OVERHEAD) {
         snprintf(reason, sizeof reason,
                  "frame of %zu bytes exceeds the limit of %zu bytes "
@@ -521,7 +561,7 @@ handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
         return;
     }
     if (f->kind_case == HANDOVER__FRAME__KIND_HELLO) {
-        handle_hello(b, id, idlen, f->hello);
+        handle_hello(b, id, idlen, f->hello, key_agency);
     } else if (s == NULL) {
         uint64_t seq =
             f->kind_case == HANDOVER__FRAME__KIND_PUBLISH ? f->publish->seq : 0;
@@ -1032,6 +1072,49 @@ load_entry(void *arg, unsigned qn, uint64_t seq,
     return rc;
 }
 
+/* CURVE on the hub socket, with the ZAP handler bound first; or the
+ * warning that it is off. */
+static hov_err
+hub_curve(broker *b, hov_error *err)
+{
+    const config *c = b->cfg;
+    if (!c->curve) {
+        hov_warn("curve off: the hub socket %s is plain TCP, unencrypted, "
+                 "and any process that reaches it may connect as any "
+                 "agency; add a curve: section (docs/architecture.md, "
+                 "Security) before real patient data flows",
+                 c->endpoint);
+        return HOV_OK;
+    }
+    if (!zmq_has("curve"))
+        return hov_fail(err, HOV_ECONFIG, 0,
+                        "curve is configured but this libzmq was built "
+                        "without CURVE (libsodium)");
+    char pub[HOV_CURVE_KEY_Z85], sec[HOV_CURVE_KEY_Z85];
+    hov_err e = hov_curve_keyfile_read(c->curve_secret_key_file, pub, sec, err);
+    if (e != HOV_OK)
+        return e;
+    if ((e = zap_open(&b->zap, b->ctx, c, err)) != HOV_OK) {
+        sodium_memzero(sec, sizeof sec);
+        return e;
+    }
+    int one = 1;
+    int rc = zmq_setsockopt(b->sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+    if (rc == 0)
+        rc = zmq_setsockopt(b->sock, ZMQ_CURVE_SECRETKEY, sec, sizeof sec);
+    sodium_memzero(sec, sizeof sec); /* libzmq holds its own copy */
+    if (rc == 0)
+        rc = zmq_setsockopt(b->sock, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN,
+                            strlen(ZAP_DOMAIN));
+    if (rc != 0)
+        return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq CURVE options: %s",
+                        zmq_strerror(zmq_errno()));
+    hov_info("curve server public_key=%s (give it to adapters as "
+             "hub.curve_server_key)",
+             pub);
+    return HOV_OK;
+}
+
 hov_err
 broker_open(broker *b, hov_error *err)
 {
@@ -1062,6 +1145,8 @@ broker_open(broker *b, hov_error *err)
     if (b->sock == NULL)
         return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq socket: %s",
                         zmq_strerror(zmq_errno()));
+    if ((e = hub_curve(b, err)) != HOV_OK)
+        return e;
     int one = 1, linger = 2000, hwm = 100000;
     /* Mandatory: a frame to an unknown peer fails instead of vanishing.
      * Handover: a reconnecting client takes its old routing id over. */
@@ -1093,15 +1178,20 @@ hov_err
 broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
 {
     /* The hub socket, then the status socket's listener and clients. */
-    zmq_pollitem_t items[1 + STATUS_POLL_MAX];
+    zmq_pollitem_t items[2 + STATUS_POLL_MAX];
     hov_err e = HOV_OK;
+    /* The ZAP handler, when CURVE is on, sits after the status items. */
     while (!*stop && e == HOV_OK) {
         uint64_t t0 = hov_mono_us();
         long timeout = poll_timeout(b);
         items[0] = (zmq_pollitem_t){b->sock, 0, ZMQ_POLLIN, 0};
         size_t ns =
             status_poll_items(b->status, items + 1, STATUS_POLL_MAX, &timeout);
-        int n = zmq_poll(items, (int)(1 + ns), timeout);
+        size_t nitems = 1 + ns;
+        if (b->zap != NULL)
+            items[nitems++] =
+                (zmq_pollitem_t){zap_socket(b->zap), 0, ZMQ_POLLIN, 0};
+        int n = zmq_poll(items, (int)nitems, timeout);
         uint64_t t1 = hov_mono_us();
         b->us_poll += t1 - t0;
         if (n < 0 && zmq_errno() != EINTR)
@@ -1109,6 +1199,9 @@ broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
                             zmq_strerror(zmq_errno()));
         if (n == 0 && b->stage->nops == 0)
             idle_merge(b);
+        /* Handshakes first: a connection waits on its answer. */
+        if (b->zap != NULL)
+            zap_serve(b->zap);
         /* Read every frame that is waiting, up to a batch. */
         while (!batch_full(b->stage)) {
             zmq_msg_t id, body;
@@ -1138,8 +1231,22 @@ broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
                          "multi-part message: send one Frame per ZeroMQ "
                          "message");
             } else if (zmq_msg_size(&id) <= SESSION_ID_MAX) {
-                handle_frame(b, zmq_msg_data(&id), zmq_msg_size(&id),
-                             zmq_msg_data(&body), zmq_msg_size(&body));
+                /* The agency of the connection's CURVE key, set by the ZAP
+                 * handler; -1 when CURVE is off. */
+                int key_agency = -1;
+                if (b->zap != NULL &&
+                    (key_agency = zap_agency(zmq_msg_gets(&body, "User-Id"))) <
+                        0) {
+                    /* Cannot happen with CURVE on: ZAP said who it is. */
+                    hov_warn("dropped a frame without an authenticated "
+                             "agency peer=%.*s",
+                             (int)zmq_msg_size(&id),
+                             (const char *)zmq_msg_data(&id));
+                } else {
+                    handle_frame(b, zmq_msg_data(&id), zmq_msg_size(&id),
+                                 zmq_msg_data(&body), zmq_msg_size(&body),
+                                 key_agency);
+                }
             }
             zmq_msg_close(&id);
             zmq_msg_close(&body);
@@ -1179,6 +1286,7 @@ broker_free(broker *b)
     }
     if (b->sock)
         zmq_close(b->sock);
+    zap_free(b->zap); /* after the hub socket: no handshake finds it gone */
     if (b->ctx)
         zmq_ctx_term(b->ctx);
     for (unsigned i = 0; i < AGENCY_COUNT; i++)

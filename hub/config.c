@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
+#include <zmq.h>
 
 /* Fellshire, the fictional county of the samples (domain brief §1). A real
  * partnership replaces the organisations and keeps the routes. */
@@ -76,7 +77,17 @@ const char config_default_yaml[] =
     "    to: [8ZZ99]\n"
     "  - name: outcome-to-source\n"
     "    match: {event_type: outcome}\n"
-    "    to: [reply_to_source]\n";
+    "    to: [reply_to_source]\n"
+    "\n"
+    "# CURVE on the hub socket (off when this section is absent: plain TCP,\n"
+    "# and any process that reaches the endpoint may say it is any agency).\n"
+    "# Keys come from `handover-ctl keygen NAME`; each client's public key\n"
+    "# (its NAME.pub) decides its agency, whatever its Hello says.\n"
+    "# curve:\n"
+    "#   secret_key_file: keys/hub.key\n"
+    "#   clients:\n"
+    "#     - {name: nursing, agency: nursing, public_key: '<40 chars>'}\n"
+    "#     - {name: gp, agency: gp, public_key: '<40 chars>'}\n";
 
 static const char *agency_names[AGENCY_COUNT] = {"gp", "nursing", "social",
                                                  "voluntary"};
@@ -427,6 +438,117 @@ parse_routes(config *c, parse_ctx *p, yaml_node_t *seq)
     return HOV_OK;
 }
 
+/* curve: {secret_key_file: PATH, clients: [{name, agency, public_key}]} */
+static hov_err
+parse_curve_client(config *c, parse_ctx *p, yaml_node_t *m)
+{
+    config_curve_client *k = &c->curve_clients[c->n_curve_clients];
+    int agency = -1;
+    if (m->type != YAML_MAPPING_NODE)
+        return cfg_bad(p, m,
+                       "each curve client must be a mapping {name, agency, "
+                       "public_key}",
+                       NULL, NULL);
+    for (yaml_node_pair_t *kv = m->data.mapping.pairs.start;
+         kv < m->data.mapping.pairs.top; kv++) {
+        const char *key = scalar(node(p, kv->key));
+        yaml_node_t *val = node(p, kv->value);
+        hov_err rc;
+        if (key && strcmp(key, "name") == 0)
+            rc = copy_str(p, val, key, k->name, sizeof k->name);
+        else if (key && strcmp(key, "public_key") == 0)
+            rc = copy_str(p, val, key, k->public_key, sizeof k->public_key);
+        else if (key && strcmp(key, "agency") == 0) {
+            const char *s = scalar(val);
+            agency = s ? config_agency_parse(s) : -1;
+            rc = agency < 0 ? cfg_bad(p, val,
+                                      "curve client agency '%s' is not gp, "
+                                      "nursing, social or voluntary",
+                                      s ? s : "", NULL)
+                            : HOV_OK;
+        } else
+            rc = cfg_bad(p, m, "unknown curve client key '%s'", key ? key : "?",
+                         NULL);
+        if (rc != HOV_OK)
+            return rc;
+    }
+    uint8_t bin[32];
+    if (k->name[0] == '\0' || agency < 0)
+        return cfg_bad(p, m, "a curve client needs a name and an agency", NULL,
+                       NULL);
+    /* A key that does not decode would never match: say so now rather
+     * than refuse the client at its first connection. */
+    if (strlen(k->public_key) != 40 ||
+        zmq_z85_decode(bin, k->public_key) == NULL)
+        return cfg_bad(p, m,
+                       "curve client %s: public_key must be 40 Z85 "
+                       "characters (the key in its .pub file, in single "
+                       "quotes)",
+                       k->name, NULL);
+    for (size_t i = 0; i < c->n_curve_clients; i++)
+        if (strcmp(c->curve_clients[i].public_key, k->public_key) == 0)
+            return cfg_bad(p, m,
+                           "curve client %s has the same public_key as %s: "
+                           "one key, one agency",
+                           k->name, c->curve_clients[i].name);
+    k->agency = (config_agency)agency;
+    c->n_curve_clients++;
+    return HOV_OK;
+}
+
+static hov_err
+parse_curve(config *c, parse_ctx *p, yaml_node_t *m)
+{
+    if (m->type != YAML_MAPPING_NODE)
+        return cfg_bad(p, m, "curve must be a mapping", NULL, NULL);
+    yaml_node_t *clients = NULL;
+    for (yaml_node_pair_t *kv = m->data.mapping.pairs.start;
+         kv < m->data.mapping.pairs.top; kv++) {
+        const char *key = scalar(node(p, kv->key));
+        yaml_node_t *val = node(p, kv->value);
+        hov_err rc = HOV_OK;
+        if (key && strcmp(key, "secret_key_file") == 0)
+            rc = copy_str(p, val, key, c->curve_secret_key_file,
+                          sizeof c->curve_secret_key_file);
+        else if (key && strcmp(key, "clients") == 0)
+            clients = val;
+        else
+            rc = cfg_bad(p, m,
+                         "unknown curve key '%s' (expected secret_key_file, "
+                         "clients)",
+                         key ? key : "?", NULL);
+        if (rc != HOV_OK)
+            return rc;
+    }
+    if (c->curve_secret_key_file[0] == '\0' || clients == NULL)
+        return cfg_bad(p, m,
+                       "curve needs secret_key_file (the hub's key pair, "
+                       "from handover-ctl keygen hub) and clients",
+                       NULL, NULL);
+    size_t n;
+    void *arr;
+    hov_err e = list_alloc(p, clients, "curve clients",
+                           sizeof *c->curve_clients, &arr, &n);
+    if (e != HOV_OK)
+        return e;
+    free(c->curve_clients); /* a second curve: section replaces the first */
+    c->curve_clients = arr;
+    c->n_curve_clients = 0;
+    if (n == 0)
+        return cfg_bad(p, clients,
+                       "curve clients is empty: every adapter would be "
+                       "refused",
+                       NULL, NULL);
+    for (size_t i = 0; i < n; i++) {
+        e = parse_curve_client(c, p,
+                               node(p, clients->data.sequence.items.start[i]));
+        if (e != HOV_OK)
+            return e;
+    }
+    c->curve = true;
+    return HOV_OK;
+}
+
 /* Destinations must be known organisations or special names. */
 static hov_err
 config_check(config *c, parse_ctx *p)
@@ -489,10 +611,12 @@ config_load_string(config *c, const char *yaml, const char *name,
             rc = parse_orgs(c, &p, val);
         else if (key && strcmp(key, "routes") == 0)
             rc = parse_routes(c, &p, val);
+        else if (key && strcmp(key, "curve") == 0)
+            rc = parse_curve(c, &p, val);
         else
             rc = cfg_bad(&p, val,
                          "unknown top-level key '%s' (expected hub, "
-                         "organisations, routes)",
+                         "organisations, routes, curve)",
                          key ? key : "?", NULL);
     }
     if (rc == HOV_OK)
@@ -577,9 +701,12 @@ config_fini(config *c)
     }
     free(c->routes);
     free(c->orgs);
+    free(c->curve_clients);
     c->routes = NULL;
     c->orgs = NULL;
-    c->n_routes = c->n_orgs = 0;
+    c->curve_clients = NULL;
+    c->n_routes = c->n_orgs = c->n_curve_clients = 0;
+    c->curve = false;
 }
 
 const config_org *

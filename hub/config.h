@@ -51,6 +51,17 @@ typedef struct config_route {
     size_t n_to;
 } config_route;
 
+/* A CURVE public key in Z85: 40 characters and the NUL. */
+#define CONFIG_CURVE_KEY_Z85 41
+
+/* A client the hub's ZAP handler lets in (hub/zap.h): its key decides its
+ * agency, whatever its Hello says. */
+typedef struct config_curve_client {
+    char name[64]; /* for logs: who holds the key */
+    char public_key[CONFIG_CURVE_KEY_Z85];
+    config_agency agency;
+} config_curve_client;
+
 typedef struct config {
     char endpoint[256];
     char data_dir[512];
@@ -69,6 +80,12 @@ typedef struct config {
     size_t n_orgs;
     config_route *routes;
     size_t n_routes;
+    /* CURVE on the hub socket: on when the configuration has a curve:
+     * section. The secret key stays in its file until broker_open. */
+    bool curve;
+    char curve_secret_key_file[512];
+    config_curve_client *curve_clients;
+    size_t n_curve_clients;
 } config;
 
 /* The built-in default configuration, as YAML. */

@@ -1,9 +1,12 @@
 #include "handover/client.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -114,6 +117,124 @@ zfail(hov_error *err, const char *what)
     return hov_fail(err, HOV_ESYS, e, "%s: %s", what, zmq_strerror(e));
 }
 
+static bool
+z85_key_ok(const char *k)
+{
+    uint8_t bin[32];
+    return k != NULL && strlen(k) == HOV_CURVE_KEY_Z85 - 1 &&
+           zmq_z85_decode(bin, k) != NULL;
+}
+
+/* CURVE client: the hub's public key and ours, before connect. The keys
+ * are checked here because a bad one only shows later as a handshake that
+ * never completes, which looks like a hub that is down. */
+static hov_err
+client_curve(hov_client *c, const hov_client_opts *o, hov_error *err)
+{
+    if (o->curve_server_key == NULL || o->curve_public_key == NULL ||
+        o->curve_secret_key == NULL)
+        return hov_fail(err, HOV_EINVAL, 0,
+                        "client: CURVE needs curve_server_key, "
+                        "curve_public_key and curve_secret_key together");
+    if (!z85_key_ok(o->curve_server_key))
+        return hov_fail(err, HOV_EINVAL, 0,
+                        "client: curve_server_key is not 40 Z85 characters "
+                        "(the hub's public key, from its .pub file)");
+    if (!z85_key_ok(o->curve_public_key) || !z85_key_ok(o->curve_secret_key))
+        return hov_fail(err, HOV_EINVAL, 0,
+                        "client: curve_public_key and curve_secret_key must "
+                        "be 40 Z85 characters each (handover-ctl keygen)");
+    /* Z85 text with its NUL: ZeroMQ takes 41 bytes as Z85. */
+    if (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, o->curve_server_key,
+                       HOV_CURVE_KEY_Z85) ||
+        zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, o->curve_public_key,
+                       HOV_CURVE_KEY_Z85) ||
+        zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, o->curve_secret_key,
+                       HOV_CURVE_KEY_Z85))
+        return zfail(err, "client CURVE keys");
+    return HOV_OK;
+}
+
+/* `NAME = "VALUE"` with NAME given; VALUE (40 chars) into out. */
+static bool
+keyfile_field(const char *line, const char *name, char out[HOV_CURVE_KEY_Z85])
+{
+    while (isspace((unsigned char)*line))
+        line++;
+    size_t n = strlen(name);
+    if (strncmp(line, name, n) != 0)
+        return false;
+    line += n;
+    while (*line == ' ' || *line == '\t')
+        line++;
+    if (*line++ != '=')
+        return false;
+    while (*line == ' ' || *line == '\t')
+        line++;
+    if (*line++ != '"')
+        return false;
+    const char *end = strchr(line, '"');
+    if (end == NULL || end - line != HOV_CURVE_KEY_Z85 - 1)
+        return false;
+    memcpy(out, line, HOV_CURVE_KEY_Z85 - 1);
+    out[HOV_CURVE_KEY_Z85 - 1] = '\0';
+    return true;
+}
+
+hov_err
+hov_curve_keyfile_read(const char *path, char public_key[HOV_CURVE_KEY_Z85],
+                       char secret_key[HOV_CURVE_KEY_Z85], hov_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return hov_fail(err, HOV_EIO, errno, "open key file %s: %s", path,
+                        strerror(errno));
+    struct stat st;
+    if (secret_key != NULL &&
+        (fstat(fileno(f), &st) != 0 || (st.st_mode & 0007) != 0)) {
+        fclose(f);
+        return hov_fail(err, HOV_ECONFIG, 0,
+                        "key file %s holds a secret key and is readable by "
+                        "others: chmod 600 %s",
+                        path, path);
+    }
+    char line[512];
+    bool have_pub = false, have_sec = false;
+    public_key[0] = '\0';
+    if (secret_key != NULL)
+        secret_key[0] = '\0';
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (keyfile_field(line, "public-key", public_key))
+            have_pub = true;
+        else if (secret_key != NULL &&
+                 keyfile_field(line, "secret-key", secret_key))
+            have_sec = true;
+    }
+    sodium_memzero(line, sizeof line);
+    fclose(f);
+    if (!have_pub || !z85_key_ok(public_key))
+        return hov_fail(err, HOV_ECONFIG, 0,
+                        "key file %s has no public-key = \"<40 Z85 "
+                        "characters>\" line (write one with handover-ctl "
+                        "keygen)",
+                        path);
+    if (secret_key == NULL)
+        return HOV_OK;
+    char derived[HOV_CURVE_KEY_Z85];
+    bool ok = have_sec && z85_key_ok(secret_key) &&
+              zmq_curve_public(derived, secret_key) == 0 &&
+              strcmp(derived, public_key) == 0;
+    if (!ok) {
+        sodium_memzero(secret_key, HOV_CURVE_KEY_Z85);
+        return hov_fail(err, HOV_ECONFIG, 0,
+                        "key file %s has no valid secret-key matching its "
+                        "public-key: give the NAME.key file that handover-ctl "
+                        "keygen wrote, not NAME.pub",
+                        path);
+    }
+    return HOV_OK;
+}
+
 hov_err
 hov_client_new(hov_client **out, const hov_client_opts *o, hov_error *err)
 {
@@ -160,6 +281,13 @@ hov_client_new(hov_client **out, const hov_client_opts *o, hov_error *err)
         e = zfail(err, "client setsockopt");
         hov_client_free(c);
         return e;
+    }
+    if (o->curve_server_key || o->curve_public_key || o->curve_secret_key) {
+        e = client_curve(c, o, err);
+        if (e != HOV_OK) {
+            hov_client_free(c);
+            return e;
+        }
     }
     *out = c;
     return HOV_OK;

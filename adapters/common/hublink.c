@@ -1,6 +1,8 @@
 #include "hublink.h"
 
+#include <sodium.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "handover/log.h"
 
@@ -166,6 +168,50 @@ hublink_settle_log(hublink *h, uint64_t delivery_id, const char *event_id,
         hublink_settle(h, delivery_id, how, reason, &err) != HOV_OK)
         hov_warn("settle event=%s: %s; the hub will deliver it again", event_id,
                  err.msg);
+}
+
+hov_err
+hublink_curve_load(hublink_curve *k, const char *server_key,
+                   const char *key_file, hov_error *err)
+{
+    memset(k, 0, sizeof *k);
+    bool have_server = server_key != NULL && server_key[0] != '\0';
+    bool have_file = key_file != NULL && key_file[0] != '\0';
+    if (!have_server && !have_file)
+        return HOV_OK;
+    if (!have_server || !have_file)
+        return hov_fail(err, HOV_ECONFIG, 0,
+                        "hub.curve_server_key and hub.curve_key_file go "
+                        "together: set both (CURVE) or neither (plain TCP)");
+    if (strlen(server_key) != HOV_CURVE_KEY_Z85 - 1)
+        return hov_fail(err, HOV_ECONFIG, 0,
+                        "hub.curve_server_key must be the hub's public key, "
+                        "40 Z85 characters (from its hub.pub)");
+    memcpy(k->server_key, server_key, HOV_CURVE_KEY_Z85);
+    hov_err rc =
+        hov_curve_keyfile_read(key_file, k->public_key, k->secret_key, err);
+    if (rc != HOV_OK) {
+        hublink_curve_wipe(k);
+        return rc == HOV_EIO ? rc : HOV_ECONFIG;
+    }
+    k->on = true;
+    return HOV_OK;
+}
+
+void
+hublink_curve_apply(const hublink_curve *k, hov_client_opts *opts)
+{
+    if (!k->on)
+        return;
+    opts->curve_server_key = k->server_key;
+    opts->curve_public_key = k->public_key;
+    opts->curve_secret_key = k->secret_key;
+}
+
+void
+hublink_curve_wipe(hublink_curve *k)
+{
+    sodium_memzero(k, sizeof *k);
 }
 
 bool

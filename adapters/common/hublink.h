@@ -32,6 +32,30 @@ typedef struct hublink_cbs {
     void (*hub_state)(void *user, bool up);
 } hublink_cbs;
 
+/* CURVE for the hub link, from an adapter's settings hub.curve_server_key
+ * (the hub's public key, Z85) and hub.curve_key_file (this adapter's key
+ * pair, from handover-ctl keygen). Both empty: plain TCP. */
+typedef struct hublink_curve {
+    bool on;
+    char server_key[HOV_CURVE_KEY_Z85];
+    char public_key[HOV_CURVE_KEY_Z85];
+    char secret_key[HOV_CURVE_KEY_Z85];
+} hublink_curve;
+
+/* Fill k from the two settings (borrowed; "" or NULL: unset), reading
+ * the key file now so a bad key stops the adapter at start with the
+ * file named. HOV_ECONFIG: one setting without the other, or a bad key;
+ * HOV_EIO: unreadable file. */
+HOV_NODISCARD hov_err hublink_curve_load(hublink_curve *k,
+                                         const char *server_key,
+                                         const char *key_file, hov_error *err);
+
+/* Point opts at k's keys when k is on (k must outlive hublink_open). */
+void hublink_curve_apply(const hublink_curve *k, hov_client_opts *opts);
+
+/* Forget the secret key. */
+void hublink_curve_wipe(hublink_curve *k);
+
 /* Create the link on loop and connect to endpoint. Borrows opts, endpoint
  * and cbs for the call; user is passed to every callback. Returns owned in
  * *out, released with hublink_close. HOV_ESYS when the socket or the

@@ -21,6 +21,7 @@
 typedef struct gp_cfg {
     char *hub_endpoint;
     char *client_name;
+    hublink_curve curve; /* hub.curve_server_key, hub.curve_key_file */
     uint64_t credit;
     char *listen_host;
     uint64_t listen_port;

@@ -15,6 +15,9 @@ const char gp_default_config[] =
     "  client_name: gp            # stable: a restart gets its deliveries "
     "back at once\n"
     "  credit: 16                 # deliveries held at once\n"
+    "  # CURVE (both or neither; the hub's curve: section lists our key):\n"
+    "  # curve_server_key: '<the hub's public key, 40 chars>'\n"
+    "  # curve_key_file: keys/ADAPTER.key   # handover-ctl keygen ADAPTER\n"
     "listen:                      # FHIR requests from the GP system\n"
     "  host: 127.0.0.1\n"
     "  port: 7410\n"
@@ -37,6 +40,8 @@ const char *const gp_config_keys[] = {
     "hub.endpoint",
     "hub.client_name",
     "hub.credit",
+    "hub.curve_server_key",
+    "hub.curve_key_file",
     "listen.host",
     "listen.port",
     "listen.max_body_bytes",
@@ -69,6 +74,8 @@ gp_cfg_load(gp_cfg *g, const conf *c, hov_error *err)
                     err));
     TRY(conf_strdup(c, "hub.client_name", "gp", &g->client_name, err));
     TRY(conf_uint(c, "hub.credit", 16, 1, 1024, &g->credit, err));
+    TRY(hublink_curve_load(&g->curve, conf_str(c, "hub.curve_server_key", ""),
+                           conf_str(c, "hub.curve_key_file", ""), err));
     TRY(conf_strdup(c, "listen.host", "127.0.0.1", &g->listen_host, err));
     TRY(conf_uint(c, "listen.port", 7410, 0, 65535, &g->listen_port, err));
     TRY(conf_uint(c, "listen.max_body_bytes", 1 << 20, 1024, 64u << 20,
@@ -114,6 +121,7 @@ gp_cfg_free(gp_cfg *g)
 {
     free(g->hub_endpoint);
     free(g->client_name);
+    hublink_curve_wipe(&g->curve);
     free(g->listen_host);
     free(g->base);
     free(g->partner_url);
@@ -155,6 +163,7 @@ gp_start(void *ctx, uv_loop_t *loop, hov_error *err)
         .consume = true,
         .credit = (unsigned)g->cfg.credit,
     };
+    hublink_curve_apply(&g->cfg.curve, &co);
     hublink_cbs cbs = {.answer = on_answer, .deliver = on_deliver};
     rc = hublink_open(loop, &co, g->cfg.hub_endpoint, &cbs, g, &g->hub, err);
     if (rc == HOV_OK)

@@ -15,6 +15,9 @@ const char nursing_default_config[] =
     "  client_name: nursing      # stable: a restart gets its deliveries "
     "back at once\n"
     "  credit: 16                # deliveries held at once\n"
+    "  # CURVE (both or neither; the hub's curve: section lists our key):\n"
+    "  # curve_server_key: '<the hub's public key, 40 chars>'\n"
+    "  # curve_key_file: keys/ADAPTER.key   # handover-ctl keygen ADAPTER\n"
     "listen:                     # MLLP from the trust PAS and the nursing "
     "system\n"
     "  host: 127.0.0.1\n"
@@ -42,6 +45,8 @@ const char *const nursing_config_keys[] = {
     "hub.endpoint",
     "hub.client_name",
     "hub.credit",
+    "hub.curve_server_key",
+    "hub.curve_key_file",
     "listen.host",
     "listen.port",
     "listen.max_frame_bytes",
@@ -76,6 +81,8 @@ nursing_cfg_load(nursing_cfg *g, const conf *c, hov_error *err)
                     err));
     TRY(conf_strdup(c, "hub.client_name", "nursing", &g->client_name, err));
     TRY(conf_uint(c, "hub.credit", 16, 1, 1024, &g->credit, err));
+    TRY(hublink_curve_load(&g->curve, conf_str(c, "hub.curve_server_key", ""),
+                           conf_str(c, "hub.curve_key_file", ""), err));
     TRY(conf_strdup(c, "listen.host", "127.0.0.1", &g->listen_host, err));
     TRY(conf_uint(c, "listen.port", 7420, 0, 65535, &g->listen_port, err));
     TRY(conf_uint(c, "listen.max_frame_bytes", 1 << 20, 1024, 64u << 20,
@@ -116,6 +123,7 @@ nursing_cfg_free(nursing_cfg *g)
 {
     free(g->hub_endpoint);
     free(g->client_name);
+    hublink_curve_wipe(&g->curve);
     free(g->listen_host);
     free(g->partner_host);
     free(g->partner_app);
@@ -154,6 +162,7 @@ nursing_start(void *ctx, uv_loop_t *loop, hov_error *err)
         .consume = true,
         .credit = (unsigned)n->cfg.credit,
     };
+    hublink_curve_apply(&n->cfg.curve, &co);
     hublink_cbs cbs = {.answer = on_answer, .deliver = on_deliver};
     hov_err rc =
         hublink_open(loop, &co, n->cfg.hub_endpoint, &cbs, n, &n->hub, err);

@@ -36,7 +36,31 @@ typedef struct hov_client_opts {
     unsigned credit;    /* max unsettled deliveries held; default 64 */
     unsigned resend_ms; /* resend a publish unanswered this long;
                            default 10000 */
+    /* CURVE (docs/architecture.md, "Security: CURVE and ZAP"): the hub's
+     * public key and this client's key pair, each 40 Z85 characters, set
+     * on the socket before it connects. All three or none (NULL: plain
+     * TCP). The hub takes the agency from the key: a Hello naming another
+     * agency is refused. The strings are copied into ZeroMQ at
+     * hov_client_new; the caller may wipe them afterwards. */
+    const char *curve_server_key;
+    const char *curve_public_key;
+    const char *curve_secret_key;
 } hov_client_opts;
+
+/* A CURVE key in Z85, with its NUL. */
+#define HOV_CURVE_KEY_Z85 41
+
+/* Read a key file written by `handover-ctl keygen` (the same layout as a
+ * CZMQ certificate: lines `public-key = "..."` and `secret-key = "..."`,
+ * other lines ignored). public_key gets the public key; secret_key, when
+ * not NULL, the secret one, which must then be present, must match the
+ * public key, and the file must not be readable by others (mode 0600 or
+ * 0640). HOV_EIO: unreadable; HOV_ECONFIG: what is wrong, and how to fix
+ * it. Never puts a secret key in err. */
+HOV_NODISCARD hov_err hov_curve_keyfile_read(const char *path,
+                                             char public_key[HOV_CURVE_KEY_Z85],
+                                             char secret_key[HOV_CURVE_KEY_Z85],
+                                             hov_error *err);
 
 typedef enum hov_msg_kind {
     HOV_MSG_NONE = 0, /* nothing arrived within the timeout */

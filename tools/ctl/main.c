@@ -9,6 +9,7 @@
  * succeed exit 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <pwd.h>
@@ -21,6 +22,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #define DEFAULT_DATA   "./handover-data"
 #define SOCKET_NAME    "hub.sock"
@@ -64,6 +66,10 @@ usage(FILE *f)
             "  resume AGENCY                  start it again\n"
             "  overdue                        outcomes past their deadline\n"
             "  metrics                        Prometheus text\n"
+            "  keygen NAME [--dir DIR]        write a CURVE key pair: "
+            "DIR/NAME.key (secret,\n"
+            "                                 mode 0600) and DIR/NAME.pub; "
+            "prints the public key\n"
             "\n"
             "  -d, --data DIR        the hub's data folder (socket "
             "DIR/hub.sock; default %s)\n"
@@ -100,6 +106,109 @@ refused(const char *msg)
 {
     fprintf(stderr, "handover-ctl: %s\n", msg);
     return EXIT_REFUSED;
+}
+
+/* ------------------------------------------------------------- keygen */
+
+/* The key pair is libzmq's own (zmq_curve_keypair), so it is exactly what
+ * the sockets expect. */
+
+static bool
+keygen_name_ok(const char *name)
+{
+    if (name[0] == '\0' || name[0] == '.' || strlen(name) > 64)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+            return false;
+    return true;
+}
+
+/* Write text to a new file with mode; never over an existing key. */
+static int
+keygen_write(const char *path, mode_t mode, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+        fprintf(stderr, "handover-ctl: keygen: create %s: %s%s\n", path,
+                strerror(errno),
+                errno == EEXIST ? " (keys are never overwritten: move the "
+                                  "old pair away first)"
+                                : "");
+        return -1;
+    }
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            fprintf(stderr, "handover-ctl: keygen: write %s: %s\n", path,
+                    strerror(errno));
+            close(fd);
+            unlink(path);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        fprintf(stderr, "handover-ctl: keygen: sync %s: %s\n", path,
+                strerror(errno));
+        unlink(path);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+keygen(int nargs, char *const *args, const char *dir)
+{
+    if (nargs != 1 || !keygen_name_ok(args[0]))
+        return refused("keygen wants one NAME of letters, digits, '-', '_' "
+                       "or '.' (e.g. hub, nursing, gp)");
+    const char *name = args[0];
+    if (dir == NULL)
+        dir = ".";
+    char pub[41], sec[41];
+    if (zmq_curve_keypair(pub, sec) != 0)
+        return refused("keygen: libzmq has no CURVE (built without "
+                       "libsodium)");
+    char keypath[1024], pubpath[1024];
+    if (snprintf(keypath, sizeof keypath, "%s/%s.key", dir, name) >=
+            (int)sizeof keypath ||
+        snprintf(pubpath, sizeof pubpath, "%s/%s.pub", dir, name) >=
+            (int)sizeof pubpath)
+        return refused("keygen: --dir is too long");
+    /* The CZMQ certificate layout, so zcert tools read these files too. */
+    char text[512];
+    snprintf(text, sizeof text,
+             "#   Handover CURVE key pair \"%s\" (handover-ctl keygen).\n"
+             "#   SECRET: keep this file mode 0600; give others NAME.pub.\n"
+             "metadata\n"
+             "    name = \"%s\"\n"
+             "curve\n"
+             "    public-key = \"%s\"\n"
+             "    secret-key = \"%s\"\n",
+             name, name, pub, sec);
+    int rc = keygen_write(keypath, 0600, text);
+    explicit_bzero(sec, sizeof sec); /* not optimised away, unlike memset */
+    explicit_bzero(text, sizeof text);
+    if (rc != 0)
+        return EXIT_REFUSED;
+    snprintf(text, sizeof text,
+             "#   Handover CURVE public key \"%s\" (handover-ctl keygen).\n"
+             "metadata\n"
+             "    name = \"%s\"\n"
+             "curve\n"
+             "    public-key = \"%s\"\n",
+             name, name, pub);
+    if (keygen_write(pubpath, 0644, text) != 0) {
+        unlink(keypath); /* half a pair is no use */
+        return EXIT_REFUSED;
+    }
+    printf("%s\n", pub);
+    return 0;
 }
 
 /* Who is at the keyboard, for the audit log: the login name, else $USER,
@@ -274,16 +383,20 @@ main(int argc, char **argv)
         {"json", no_argument, 0, 'j'},
         {"operator", required_argument, 0, 'o'},
         {"timeout", required_argument, 0, 't'},
+        {"dir", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *data = NULL, *sock = NULL, *op = NULL;
+    const char *data = NULL, *sock = NULL, *op = NULL, *keydir = NULL;
     bool json = false;
     long timeout_ms = 10000;
     int c;
     g.command = "";
     while ((c = getopt_long(argc, argv, "d:s:jo:t:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'D':
+            keydir = optarg;
+            break;
         case 'd':
             data = optarg;
             break;
@@ -326,6 +439,8 @@ main(int argc, char **argv)
     int nargs = argc - optind - 1;
     char *const *args = argv + optind + 1;
     g.command = cmd;
+    if (strcmp(cmd, "keygen") == 0)
+        return keygen(nargs, args, keydir);
 
     /* The hub checks everything again; checking here gives the usage
      * message without a round trip and keeps the line well formed. */
