@@ -41,8 +41,8 @@ echo "=== fuzzing: each target for ${fuzz_seconds} s (build-fuzz, clang)"
 if CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \
         -DHANDOVER_FUZZ=ON -DHANDOVER_TESTS=OFF -DHANDOVER_SANITIZE=ON \
         >/dev/null &&
-    cmake --build build-fuzz -j "$(nproc)" --target hl7_fuzz mllp_fuzz fhir_fuzz; then
-    for t in hl7 mllp fhir; do
+    cmake --build build-fuzz -j "$(nproc)" --target hl7_fuzz mllp_fuzz fhir_fuzz council_fuzz webhook_fuzz; then
+    for t in hl7 mllp fhir council webhook; do
         scratch=$(mktemp -d)
         if ! "build-fuzz/fuzz/${t}_fuzz" -max_total_time="${fuzz_seconds}" \
                 -print_final_stats=1 "${scratch}" "fuzz/corpus/${t}" \

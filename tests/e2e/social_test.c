@@ -4,12 +4,16 @@
  * real hub clients on the other agencies' side. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "handover.pb-c.h"
@@ -435,5 +439,166 @@ Test(social, kill_9_mid_stream_loses_nothing, .timeout = 180)
     th_no_delivery(nursing, 1000);
     th_proc_stop(&r.adapter);
     hov_client_free(nursing);
+    rig_fini(&r);
+}
+
+/* The rig and outbox of full_disk_settles_retry_and_loses_nothing, for
+ * its .fini: a failed assertion ends the test body early, and neither the
+ * mount nor the hub and adapter it started may outlive the test. */
+static rig *full_disk_rig;
+static char full_disk_mount[320];
+
+static void
+full_disk_cleanup(void)
+{
+    rig *r = full_disk_rig;
+    full_disk_rig = NULL;
+    if (r != NULL) {
+        /* Plain kill and waitpid: an assertion here would fail the test
+         * a second time and skip the unmount. */
+        pid_t pids[2] = {r->adapter.pid, r->hub.pid};
+        for (int i = 0; i < 2; i++)
+            if (pids[i] > 0 && kill(pids[i], SIGKILL) == 0)
+                waitpid(pids[i], NULL, 0);
+    }
+    if (full_disk_mount[0] != '\0') {
+        /* Detached, so a process still holding a file there cannot keep
+         * it mounted. */
+        umount2(full_disk_mount, MNT_DETACH);
+        full_disk_mount[0] = '\0';
+    }
+    if (r != NULL)
+        th_rm_rf(r->dir);
+}
+
+/* Entries in dir other than keep (dot files aside). */
+static size_t
+count_others(const char *dir, const char *keep)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.' && strcmp(e->d_name, keep) != 0)
+            n++;
+    if (d != NULL)
+        closedir(d);
+    return n;
+}
+
+/* A write in flight holds a .tmp file for a moment before the adapter
+ * unlinks it: only one that stays is left behind. */
+static bool
+wait_only(const char *dir, const char *keep, int ms)
+{
+    uint64_t deadline = hov_mono_ms() + (uint64_t)th_ms(ms);
+    while (hov_mono_ms() < deadline) {
+        if (count_others(dir, keep) == 0)
+            return true;
+        usleep(10000);
+    }
+    return count_others(dir, keep) == 0;
+}
+
+/* Fill the file system holding path until a write fails; true when it
+ * failed with ENOSPC. */
+static bool
+fill(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return false;
+    static const char block[4096];
+    int e = 0;
+    for (;;) {
+        ssize_t w = write(fd, block, sizeof block);
+        if (w < 0) {
+            e = errno;
+            if (e == EINTR)
+                continue;
+            break;
+        }
+    }
+    close(fd);
+    return e == ENOSPC;
+}
+
+Test(social, full_disk_settles_retry_and_loses_nothing, .timeout = 180,
+     .fini = full_disk_cleanup)
+{
+    enum { N = 3 };
+    /* Static: the .fini runs after the body's frame is gone. */
+    static rig r;
+    rig_init(&r);
+    cr_assert_eq(mkdir(r.outbox, 0750), 0, "mkdir %s: %s", r.outbox,
+                 strerror(errno));
+    /* A real full file system (tmpfs, 64 KiB): the only way to see what
+     * write(2) and fsync(2) really return when the disk fills. */
+    if (mount("tmpfs", r.outbox, "tmpfs", 0, "size=64k,mode=0750") != 0) {
+        int e = errno;
+        rig_fini(&r);
+        cr_skip("cannot mount a tmpfs on the outbox (%s): this test needs "
+                "root with CAP_SYS_ADMIN, which the sandbox does not give",
+                strerror(e));
+    }
+    snprintf(full_disk_mount, sizeof full_disk_mount, "%s", r.outbox);
+    full_disk_rig = &r;
+    char filler[400];
+    snprintf(filler, sizeof filler, "%s/filler", r.outbox);
+    cr_assert(fill(filler), "the tmpfs did not fill up");
+
+    th_proc_start(&r.adapter);
+    hov_client *nursing = th_client(&r.hub, "nursing", "nursing", false, 0);
+    char ids[N][37];
+    for (int i = 0; i < N; i++) {
+        hov_sample s;
+        hov_sample_init(&s, "discharge", "9992468130");
+        hov_sample_set_source(&s, "RZZ01");
+        th_publish_ok(nursing, &s);
+        snprintf(ids[i], sizeof ids[i], "%s", s.ev.event_id);
+    }
+    /* The hub delivers to social in order, so the first event is the one
+     * refused for the disk (the others wait behind it): settled retry with
+     * the errno text, more than once, and nothing (no .tmp, no half a
+     * .json) left in the outbox. */
+    char needle[200];
+    snprintf(needle, sizeof needle, "settled retry event=%s", ids[0]);
+    cr_assert(th_proc_wait_log(&r.adapter, needle, 2, 15000),
+              "no settle retry for %s", ids[0]);
+    cr_assert(th_proc_log_count(&r.adapter, "No space left on device") >= 2);
+    cr_assert_eq(th_proc_log_count(&r.adapter, "delivered event="), 0);
+    cr_assert(wait_only(r.outbox, "filler", 2000),
+              "files other than the filler in the full outbox");
+
+    /* Space again: the hub's redeliveries write each event once. */
+    cr_assert_eq(unlink(filler), 0);
+    char path[2048];
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof path, "%s/discharge_%s.json", r.outbox, ids[i]);
+        cr_assert(wait_path(path, 20000), "no %s", path);
+        snprintf(needle, sizeof needle, "delivered event=%s", ids[i]);
+        cr_assert(th_proc_wait_log(&r.adapter, needle, 1, 10000));
+    }
+    usleep((useconds_t)th_ms(1500) * 1000); /* room for a second delivery */
+    for (int i = 0; i < N; i++) {
+        snprintf(needle, sizeof needle, "delivered event=%s", ids[i]);
+        cr_assert_eq(th_proc_log_count(&r.adapter, needle), 1,
+                     "%s delivered more than once", ids[i]);
+        snprintf(path, sizeof path, "%s/discharge_%s.json", r.outbox, ids[i]);
+        json_error_t je;
+        json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+        cr_assert_not_null(j, "%s: %s", path, je.text);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "event_id")),
+                         ids[i]);
+        json_decref(j);
+    }
+    cr_assert_eq(count_suffix(r.outbox, ".json"), N);
+    cr_assert_eq(count_suffix(r.outbox, ".tmp"), 0);
+
+    th_proc_stop(&r.adapter);
+    hov_client_free(nursing);
+    full_disk_rig = NULL;
+    umount2(full_disk_mount, MNT_DETACH);
+    full_disk_mount[0] = '\0';
     rig_fini(&r);
 }
