@@ -14,6 +14,9 @@ const char social_default_config[] =
     "  client_name: social        # stable: a restart gets its deliveries "
     "back at once\n"
     "  credit: 16                 # deliveries held at once\n"
+    "  # CURVE (both or neither; the hub's curve: section lists our key):\n"
+    "  # curve_server_key: '<the hub's public key, 40 chars>'\n"
+    "  # curve_key_file: keys/ADAPTER.key   # handover-ctl keygen ADAPTER\n"
     "files:                       # domain 7.1\n"
     "  inbox: var/council/inbox   # processed/ and error/ are made inside\n"
     "  outbox: var/council/outbox\n"
@@ -27,6 +30,8 @@ const char *const social_config_keys[] = {
     "hub.endpoint",
     "hub.client_name",
     "hub.credit",
+    "hub.curve_server_key",
+    "hub.curve_key_file",
     "files.inbox",
     "files.outbox",
     "files.outbox_per_org",
@@ -52,6 +57,8 @@ social_cfg_load(social_cfg *g, const conf *c, hov_error *err)
                     err));
     TRY(conf_strdup(c, "hub.client_name", "social", &g->client_name, err));
     TRY(conf_uint(c, "hub.credit", 16, 1, 1024, &g->credit, err));
+    TRY(hublink_curve_load(&g->curve, conf_str(c, "hub.curve_server_key", ""),
+                           conf_str(c, "hub.curve_key_file", ""), err));
     TRY(conf_strdup(c, "files.inbox", "var/council/inbox", &g->inbox, err));
     TRY(conf_strdup(c, "files.outbox", "var/council/outbox", &g->outbox, err));
     TRY(conf_bool(c, "files.outbox_per_org", false, &g->outbox_per_org, err));
@@ -79,6 +86,7 @@ social_cfg_free(social_cfg *g)
 {
     free(g->hub_endpoint);
     free(g->client_name);
+    hublink_curve_wipe(&g->curve);
     free(g->inbox);
     free(g->outbox);
     conf_list_free(g->senders);
@@ -114,6 +122,7 @@ social_start(void *ctx, uv_loop_t *loop, hov_error *err)
         .consume = true,
         .credit = (unsigned)s->cfg.credit,
     };
+    hublink_curve_apply(&s->cfg.curve, &co);
     hublink_cbs cbs = {.answer = on_answer, .deliver = on_deliver};
     hov_err rc =
         hublink_open(loop, &co, s->cfg.hub_endpoint, &cbs, s, &s->hub, err);

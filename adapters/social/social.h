@@ -26,7 +26,8 @@ typedef struct social_cfg {
     char *hub_endpoint;
     char *client_name;
     uint64_t credit;
-    char *inbox; /* processed/ and error/ inside it */
+    hublink_curve curve; /* hub.curve_server_key, hub.curve_key_file */
+    char *inbox;         /* processed/ and error/ inside it */
     char *outbox;
     bool outbox_per_org; /* outbox/<destination code>/ */
     uint64_t scan_interval_ms;

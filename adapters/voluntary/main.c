@@ -18,6 +18,9 @@ const char vol_default_config[] =
     "  client_name: voluntary     # stable: a restart gets its deliveries "
     "back at once\n"
     "  credit: 16                 # deliveries held at once\n"
+    "  # CURVE (both or neither; the hub's curve: section lists our key):\n"
+    "  # curve_server_key: '<the hub's public key, 40 chars>'\n"
+    "  # curve_key_file: keys/ADAPTER.key   # handover-ctl keygen ADAPTER\n"
     "listen:                      # outcome webhooks from the organisations\n"
     "  host: 127.0.0.1\n"
     "  port: 7440\n"
@@ -46,6 +49,8 @@ const char *const vol_config_keys[] = {
     "hub.endpoint",
     "hub.client_name",
     "hub.credit",
+    "hub.curve_server_key",
+    "hub.curve_key_file",
     "listen.host",
     "listen.port",
     "listen.max_body_bytes",
@@ -193,6 +198,8 @@ vol_cfg_load(vol_cfg *g, const conf *c, hov_error *err)
                     err));
     TRY(conf_strdup(c, "hub.client_name", "voluntary", &g->client_name, err));
     TRY(conf_uint(c, "hub.credit", 16, 1, 1024, &g->credit, err));
+    TRY(hublink_curve_load(&g->curve, conf_str(c, "hub.curve_server_key", ""),
+                           conf_str(c, "hub.curve_key_file", ""), err));
     TRY(conf_strdup(c, "listen.host", "127.0.0.1", &g->listen_host, err));
     TRY(conf_uint(c, "listen.port", 7440, 0, 65535, &g->listen_port, err));
     TRY(conf_uint(c, "listen.max_body_bytes", 65536, 1024, 64u << 20,
@@ -235,6 +242,7 @@ vol_cfg_free(vol_cfg *g)
 {
     free(g->hub_endpoint);
     free(g->client_name);
+    hublink_curve_wipe(&g->curve);
     free(g->listen_host);
     free(g->orgs_file);
     free(g->default_url);
@@ -284,6 +292,7 @@ vol_start(void *ctx, uv_loop_t *loop, hov_error *err)
         .consume = true,
         .credit = (unsigned)v->cfg.credit,
     };
+    hublink_curve_apply(&v->cfg.curve, &co);
     hublink_cbs cbs = {.answer = on_answer, .deliver = on_deliver};
     rc = hublink_open(loop, &co, v->cfg.hub_endpoint, &cbs, v, &v->hub, err);
     if (rc == HOV_OK)

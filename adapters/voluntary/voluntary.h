@@ -41,6 +41,7 @@ typedef struct vol_cfg {
     char *hub_endpoint;
     char *client_name;
     uint64_t credit;
+    hublink_curve curve; /* hub.curve_server_key, hub.curve_key_file */
     char *listen_host;
     uint64_t listen_port;
     uint64_t max_body;

@@ -23,6 +23,7 @@ typedef struct keypair {
 
 static th_hub hub;
 static keypair hub_key, nursing_key, gp_key, social_key, stranger_key;
+static keypair social_adapter_key, voluntary_key;
 static char config_path[300];
 
 /* A key pair made by the real handover-ctl keygen, read back the way the
@@ -56,6 +57,8 @@ setup(void)
     th_hub_init(&hub, NULL);
     ctl_keygen("hub", &hub_key);
     ctl_keygen("nursing", &nursing_key);
+    ctl_keygen("social-adapter", &social_adapter_key);
+    ctl_keygen("voluntary", &voluntary_key);
     /* The others straight from libzmq. */
     cr_assert(zmq_curve_keypair(gp_key.pub, gp_key.sec) == 0);
     cr_assert(zmq_curve_keypair(social_key.pub, social_key.sec) == 0);
@@ -71,8 +74,11 @@ setup(void)
             "  clients:\n"
             "    - {name: nursing, agency: nursing, public_key: '%s'}\n"
             "    - {name: gp, agency: gp, public_key: '%s'}\n"
-            "    - {name: council, agency: social, public_key: '%s'}\n",
-            hub.dir, nursing_key.pub, gp_key.pub, social_key.pub);
+            "    - {name: council, agency: social, public_key: '%s'}\n"
+            "    - {name: social-adapter, agency: social, public_key: '%s'}\n"
+            "    - {name: voluntary, agency: voluntary, public_key: '%s'}\n",
+            hub.dir, nursing_key.pub, gp_key.pub, social_key.pub,
+            social_adapter_key.pub, voluntary_key.pub);
     cr_assert(fclose(f) == 0);
     hub.args[hub.nargs++] = "--config";
     hub.args[hub.nargs++] = config_path;
@@ -139,7 +145,7 @@ wait_log(const char *needle, int ms)
 
 Test(curve, known_key_publishes_and_gets_ack)
 {
-    cr_assert(th_log_contains(&hub, "curve on: 3 client keys"));
+    cr_assert(th_log_contains(&hub, "curve on: 5 client keys"));
     cr_assert_not(th_log_contains(&hub, "curve off"));
     hov_client *n = curve_client("nursing", "t-nursing", &nursing_key, false);
     hov_sample s;
@@ -333,4 +339,63 @@ Test(curve, social_key_never_receives_gp_or_nursing_deliveries)
     hov_client_free(social);
     hov_client_free(nursing);
     th_hub_stop(&hub);
+}
+
+/* Every adapter process takes hub.curve_server_key and hub.curve_key_file
+ * and reaches the CURVE hub with its own key. */
+Test(curve, every_adapter_connects_with_its_key)
+{
+    char server[80], nkey[400], skey[400], vkey[400], inbox[400], outbox[400],
+        port[16], port2[16];
+    snprintf(server, sizeof server, "hub.curve_server_key=%s", hub_key.pub);
+    snprintf(nkey, sizeof nkey, "hub.curve_key_file=%s/nursing.key", hub.dir);
+    snprintf(skey, sizeof skey, "hub.curve_key_file=%s/social-adapter.key",
+             hub.dir);
+    snprintf(vkey, sizeof vkey, "hub.curve_key_file=%s/voluntary.key", hub.dir);
+    snprintf(inbox, sizeof inbox, "files.inbox=%s/inbox", hub.dir);
+    snprintf(outbox, sizeof outbox, "files.outbox=%s/outbox", hub.dir);
+    snprintf(port, sizeof port, "listen.port=%d", th_free_port());
+    snprintf(port2, sizeof port2, "listen.port=%d", th_free_port());
+    char ep[128];
+    snprintf(ep, sizeof ep, "hub.endpoint=%s", hub.endpoint);
+    const char *nursing[] = {HANDOVER_NURSING_BIN,
+                             "--set",
+                             ep,
+                             "--set",
+                             server,
+                             "--set",
+                             nkey,
+                             "--set",
+                             port,
+                             NULL};
+    const char *social[] = {HANDOVER_SOCIAL_BIN,
+                            "--set",
+                            ep,
+                            "--set",
+                            server,
+                            "--set",
+                            skey,
+                            "--set",
+                            inbox,
+                            "--set",
+                            outbox,
+                            NULL};
+    const char *vol[] = {HANDOVER_VOLUNTARY_BIN,
+                         "--set",
+                         ep,
+                         "--set",
+                         server,
+                         "--set",
+                         vkey,
+                         "--set",
+                         port2,
+                         NULL};
+    th_proc p[3];
+    th_proc_init(&p[0], hub.dir, "nursing", "hub up", nursing);
+    th_proc_init(&p[1], hub.dir, "social", "hub up", social);
+    th_proc_init(&p[2], hub.dir, "voluntary", "hub up", vol);
+    for (int i = 0; i < 3; i++)
+        th_proc_start(&p[i]);
+    for (int i = 0; i < 3; i++)
+        th_proc_stop(&p[i]);
 }
