@@ -80,6 +80,7 @@
 
 #include "handover/ident.h"
 #include "handover/map.h"
+#include "handover/pb.h"
 #include "handover/str.h"
 #include "handover/timeutil.h"
 
@@ -398,22 +399,10 @@ xstrdup(ctx *c, const char *s)
     return p;
 }
 
-/* Give owned to *field, freeing what was there. NULL owned changes
- * nothing, so an absent value leaves the generated default. */
-static void
-take(char **field, char *owned)
-{
-    if (owned == NULL)
-        return;
-    if (*field != NULL && (const char *)*field != protobuf_c_empty_string)
-        free(*field);
-    *field = owned;
-}
-
 static void
 set(ctx *c, char **field, const char *s)
 {
-    take(field, xstrdup(c, s));
+    hov_pb_take(field, xstrdup(c, s));
 }
 
 /* Allocate a sub-message and run its generated init, which points every
@@ -552,7 +541,7 @@ static void
 acc_take(acc *a, char **field)
 {
     if (a->p != NULL && a->len > 0) {
-        take(field, a->p);
+        hov_pb_take(field, a->p);
         a->p = NULL;
     }
     free(a->p);
@@ -1284,9 +1273,9 @@ set_source_org(ctx *c, char *code, const char *name, const loc *at,
         issue(c, "business-rule", at, key,
               "organisation %s is not one the gp agency may publish as", e);
     }
-    take(&org->code, code);
+    hov_pb_take(&org->code, code);
     if (name != NULL)
-        take(&org->name, text_max(c, at, key, name, ORG_NAME_MAX));
+        hov_pb_take(&org->name, text_max(c, at, key, name, ORG_NAME_MAX));
 }
 
 /* ------------------------------------------------------------ persons */
@@ -1379,7 +1368,8 @@ practitioner(ctx *c, const res *p, Handover__Person *person)
         const char *val = get_str(c, id, &l, "value");
         if (val != NULL && in_table(sys, professional_systems) &&
             is_empty(person->id)) {
-            take(&person->id, text_max(c, &l, "value", val, PERSON_ID_MAX));
+            hov_pb_take(&person->id,
+                        text_max(c, &l, "value", val, PERSON_ID_MAX));
         }
     }
     json_t *names;
@@ -1393,14 +1383,14 @@ practitioner(ctx *c, const res *p, Handover__Person *person)
             free(name);
             name = NULL;
         }
-        take(&person->name, name);
+        hov_pb_take(&person->name, name);
     }
     size_t which = 0;
     const char *phone = phone_in(c, p->obj, &at, person_phone_uses, &which);
     if (phone != NULL && is_empty(person->phone)) {
         loc l_tel = AT(&at, "telecom");
         loc l = AT_I(&l_tel, which);
-        take(&person->phone, text_max(c, &l, "value", phone, PHONE_MAX));
+        hov_pb_take(&person->phone, text_max(c, &l, "value", phone, PHONE_MAX));
     }
 }
 
@@ -1451,7 +1441,7 @@ ref_professional_id(ctx *c, json_t *ref, const loc *at, Handover__Person *p)
     const char *sys = get_str(c, id, &l, "system");
     const char *val = get_str(c, id, &l, "value");
     if (val != NULL && in_table(sys, professional_systems) && is_empty(p->id))
-        take(&p->id, text_max(c, &l, "value", val, PERSON_ID_MAX));
+        hov_pb_take(&p->id, text_max(c, &l, "value", val, PERSON_ID_MAX));
 }
 
 /* The person a requester Reference (ref, at, held by from) names, and
@@ -1478,17 +1468,18 @@ person_of_ref(ctx *c, const res *from, json_t *ref, const loc *at, char **org,
         ref_professional_id(c, prac, &l_prac, p);
         const char *dn = get_str(c, prac, &l_prac, "display");
         if (is_empty(p->name) && dn != NULL)
-            take(&p->name,
-                 text_max(c, &l_prac, "display", dn, PERSON_NAME_MAX));
+            hov_pb_take(&p->name,
+                        text_max(c, &l_prac, "display", dn, PERSON_NAME_MAX));
         const char *role = concept_text(c, r->obj, &l, "code");
         if (role != NULL)
-            take(&p->role, text_max(c, &l, "code", role, PERSON_ROLE_MAX));
+            hov_pb_take(&p->role,
+                        text_max(c, &l, "code", role, PERSON_ROLE_MAX));
         size_t which = 0;
         const char *phone = phone_in(c, r->obj, &l, person_phone_uses, &which);
         if (phone != NULL && is_empty(p->phone)) {
             loc l_tel = AT(&l, "telecom");
             loc lw = AT_I(&l_tel, which);
-            take(&p->phone, text_max(c, &lw, "value", phone, PHONE_MAX));
+            hov_pb_take(&p->phone, text_max(c, &lw, "value", phone, PHONE_MAX));
         }
         json_t *o = get(c, r->obj, &l, "organization", J_OBJ);
         loc l_o = AT(&l, "organization");
@@ -1508,7 +1499,8 @@ person_of_ref(ctx *c, const res *from, json_t *ref, const loc *at, char **org,
     const char *disp = get_str(c, ref, at, "display");
     if (is_empty(p->name) && disp != NULL && !is_type(r, "Organization") &&
         *org == NULL)
-        take(&p->name, text_max(c, at, "display", disp, PERSON_NAME_MAX));
+        hov_pb_take(&p->name,
+                    text_max(c, at, "display", disp, PERSON_NAME_MAX));
     if (is_empty(p->name) && is_empty(p->id) && is_empty(p->role) &&
         is_empty(p->phone)) {
         handover__person__free_unpacked(p, NULL);
@@ -1672,7 +1664,8 @@ patient_name(ctx *c, const res *p, const loc *at, bool request)
     const char *family = get_str(c, nm, &l, "family");
     if (family == NULL && request)
         issue(c, "required", &l, "family", "Patient.name has no family name");
-    take(&pt->family_name, text_max(c, &l, "family", family, NAME_MAX_CHARS));
+    hov_pb_take(&pt->family_name,
+                text_max(c, &l, "family", family, NAME_MAX_CHARS));
 
     json_t *given;
     size_t ng = get_arr(c, nm, &l, "given", &given);
@@ -1694,9 +1687,9 @@ patient_name(ctx *c, const res *p, const loc *at, bool request)
     loc l_prefix = AT(&l, "prefix");
     for (size_t k = 0; k < np && is_empty(pt->title); k++) {
         loc lk = AT_I(&l_prefix, k);
-        take(&pt->title,
-             text_max(c, &lk, NULL, elem_str(c, prefix, k, &l_prefix),
-                      NAME_MAX_CHARS));
+        hov_pb_take(&pt->title,
+                    text_max(c, &lk, NULL, elem_str(c, prefix, k, &l_prefix),
+                             NAME_MAX_CHARS));
     }
 }
 
@@ -1797,7 +1790,7 @@ patient_address(ctx *c, const res *p, const loc *at, bool request)
         free(norm);
         return;
     }
-    take(&pt->postcode, norm);
+    hov_pb_take(&pt->postcode, norm);
 }
 
 static void
@@ -1818,7 +1811,7 @@ patient_gp(ctx *c, const res *p, const loc *at)
             continue;
         /* A practice's ODS code; a local: code names no practice. */
         if (hov_ods_code_valid(code)) {
-            take(&c->ev->patient->registered_gp, code);
+            hov_pb_take(&c->ev->patient->registered_gp, code);
             c->gp_name = display;
             return;
         }
@@ -1843,7 +1836,7 @@ map_patient(ctx *c, const res *p, bool request)
               "https://fhir.nhs.uk/Id/nhs-number");
     if (nhs != NULL)
         check_nhs_number(c, nhs, &at, "identifier");
-    take(&pt->nhs_number, nhs);
+    hov_pb_take(&pt->nhs_number, nhs);
     if (!request)
         return;
 
@@ -1853,7 +1846,7 @@ map_patient(ctx *c, const res *p, bool request)
     if (phone != NULL) {
         loc l_tel = AT(&at, "telecom");
         loc l = AT_I(&l_tel, which);
-        take(&pt->phone, text_max(c, &l, "value", phone, PHONE_MAX));
+        hov_pb_take(&pt->phone, text_max(c, &l, "value", phone, PHONE_MAX));
     }
     const char *gender = get_str(c, p->obj, &at, "gender");
     if (gender != NULL && !in_table(gender, sexes)) {
@@ -2312,11 +2305,12 @@ map_consent(ctx *c, const res *cs)
     if (recorded[0] != '\0')
         set(c, &k->recorded_at, recorded);
     if (recorder != NULL)
-        take(&k->recorded_by,
-             text_max(c, &l_perf, NULL, recorder, CONSENT_BY_MAX));
+        hov_pb_take(&k->recorded_by,
+                    text_max(c, &l_perf, NULL, recorder, CONSENT_BY_MAX));
     free(recorder);
     if (cat != NULL)
-        take(&k->notes, text_max(c, &at, "category", cat, CONSENT_NOTES_MAX));
+        hov_pb_take(&k->notes,
+                    text_max(c, &at, "category", cat, CONSENT_NOTES_MAX));
     return recorded[0] != '\0';
 }
 
@@ -2375,9 +2369,10 @@ add_destination(ctx *c, const res *holder, json_t *ref, const loc *at)
         free(code);
         return;
     }
-    take(&d->code, code);
+    hov_pb_take(&d->code, code);
     if (display != NULL)
-        take(&d->name, text_max(c, at, "display", display, ORG_NAME_MAX));
+        hov_pb_take(&d->name,
+                    text_max(c, at, "display", display, ORG_NAME_MAX));
     ev->destinations[ev->n_destinations++] = d;
 }
 
@@ -2646,7 +2641,7 @@ parse_address(ctx *c, const char *text, const loc *at, Handover__Address *a)
               k - 1, ADDRESS_MAX_LINES);
         free(pc);
     } else {
-        take(&a->postcode, pc);
+        hov_pb_take(&a->postcode, pc);
         a->lines = new_array(c, k, sizeof *a->lines);
         for (size_t i = 0; i + 1 < k && a->lines != NULL; i++) {
             if (too_long(c, at, "valueCodeableConcept", parts[i],
@@ -3094,7 +3089,7 @@ map_task(ctx *c, const res *t)
                     nhs[k++] = nhs[j];
             nhs[k] = '\0';
             check_nhs_number(c, nhs, &l_pid, "value");
-            take(&ev->patient->nhs_number, nhs);
+            hov_pb_take(&ev->patient->nhs_number, nhs);
         }
     } else if (pfor != NULL) {
         const res *p = resolve(c, t, get_str(c, pfor, &l_for, "reference"));
@@ -3168,8 +3163,8 @@ map_task(ctx *c, const res *t)
             acc_add(c, &text, s);
     }
     if (rtext != NULL) {
-        take(&out->reason_text,
-             text_max(c, &l_sr, "text", rtext, OUTCOME_TEXT_MAX));
+        hov_pb_take(&out->reason_text,
+                    text_max(c, &l_sr, "text", rtext, OUTCOME_TEXT_MAX));
     } else if (text.len > 0) {
         too_long(c, &at, "note", text.p, OUTCOME_TEXT_MAX);
     }
@@ -3178,8 +3173,8 @@ map_task(ctx *c, const res *t)
         Handover__Person *p = NEW_MSG(c, Handover__Person, init_person);
         ev->source->author = p;
         if (p != NULL)
-            take(&p->name,
-                 text_max(c, &l_notes, NULL, author, PERSON_NAME_MAX));
+            hov_pb_take(&p->name,
+                        text_max(c, &l_notes, NULL, author, PERSON_NAME_MAX));
     }
 }
 
@@ -3290,8 +3285,8 @@ map_header(ctx *c, const res *mh)
         issue(c, "required", &l_src, "endpoint",
               "MessageHeader.source.endpoint is missing (R4 requires it)");
     if (name != NULL)
-        take(&c->ev->source->system,
-             text_max(c, &l_src, "name", name, SYSTEM_NAME_MAX));
+        hov_pb_take(&c->ev->source->system,
+                    text_max(c, &l_src, "name", name, SYSTEM_NAME_MAX));
 
     /* focus: the resources the event is about. */
     json_t *arr;

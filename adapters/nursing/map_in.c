@@ -57,6 +57,7 @@
 #include <string.h>
 
 #include "handover/ident.h"
+#include "handover/pb.h"
 #include "handover/str.h"
 #include "handover/timeutil.h"
 
@@ -510,18 +511,6 @@ xstrdup(ctx *c, const char *s)
     return p;
 }
 
-/* Give owned to *field, freeing what was there. NULL owned changes
- * nothing, so an absent value leaves the generated default. */
-static void
-take(char **field, char *owned)
-{
-    if (owned == NULL)
-        return;
-    if (*field != NULL && (const char *)*field != protobuf_c_empty_string)
-        free(*field);
-    *field = owned;
-}
-
 /* Allocate a sub-message and run its generated init, which points every
  * string at protobuf_c_empty_string (never freed by free_unpacked). */
 #define NEW_MSG(c, type, init_fn) ((type *)new_msg((c), sizeof(type), init_fn))
@@ -634,7 +623,7 @@ acc_take(acc *a, char **field)
 {
     if (a->p == NULL || a->len == 0)
         return;
-    take(field, a->p);
+    hov_pb_take(field, a->p);
     a->p = NULL;
     a->len = a->cap = a->chars = 0;
 }
@@ -830,12 +819,13 @@ person_xcn(ctx *c, size_t seg, unsigned field, const char *what)
     bool bad = false;
     char label[48];
     snprintf(label, sizeof label, "%s identifier", what);
-    take(&p->id, dec_max(c, seg, field, 0, 1, 0, PERSON_ID_MAX, label, &bad));
+    hov_pb_take(&p->id,
+                dec_max(c, seg, field, 0, 1, 0, PERSON_ID_MAX, label, &bad));
     char *name = name_at(c, seg, field, 0, 2, &bad);
     snprintf(label, sizeof label, "%s name", what);
     if (name != NULL)
         too_long(c, seg, field, 2, name, PERSON_NAME_MAX, label);
-    take(&p->name, name);
+    hov_pb_take(&p->name, name);
     return p;
 }
 
@@ -1179,8 +1169,8 @@ map_msh(ctx *c)
     bool bad = false;
     if (!charset_readable(c))
         return;
-    take(&src->system,
-         dec_max(c, 0, 3, 0, 1, 0, ID_MAX, "sending application", &bad));
+    hov_pb_take(&src->system,
+                dec_max(c, 0, 3, 0, 1, 0, ID_MAX, "sending application", &bad));
     bad = false;
     char *org = dec(c, 0, 4, 0, 1, 0, &bad);
     char e[ECHO_MAX + 4];
@@ -1195,9 +1185,9 @@ map_msh(ctx *c)
              "or local: code",
              e);
     }
-    take(&src->org->code, org);
+    hov_pb_take(&src->org->code, org);
     if (ts_at(c, 0, 7, "date/time of message", c->msh7, NULL))
-        take(&c->ev->recorded_at, xstrdup(c, c->msh7));
+        hov_pb_take(&c->ev->recorded_at, xstrdup(c, c->msh7));
     map_control_id(c);
 }
 
@@ -1263,7 +1253,7 @@ pid_nhs_number(ctx *c, size_t seg)
             *cut = '\0';
         ferr(c, seg, 3, 0, 102, "%s", e.msg);
     }
-    take(&pt->nhs_number, first);
+    hov_pb_take(&pt->nhs_number, first);
 }
 
 /* The repetition of an XPN or XAD field whose type (component 7) is type,
@@ -1288,7 +1278,7 @@ pid_name(ctx *c, size_t seg)
         dec_max(c, seg, 5, rep, 1, 1, NAME_MAX_CHARS, "family name", &bad);
     if (family == NULL && !bad && c->request)
         ferr(c, seg, 5, 1, 101, "family name is missing");
-    take(&pt->family_name, family);
+    hov_pb_take(&pt->family_name, family);
     bad = false;
     char *given =
         dec_max(c, seg, 5, rep, 2, 0, NAME_MAX_CHARS, "given name", &bad);
@@ -1308,8 +1298,8 @@ pid_name(ctx *c, size_t seg)
         if (further != NULL)
             pt->given_names[pt->n_given_names++] = further;
     }
-    take(&pt->title,
-         dec_max(c, seg, 5, rep, 5, 0, NAME_MAX_CHARS, "title", &bad));
+    hov_pb_take(&pt->title,
+                dec_max(c, seg, 5, rep, 5, 0, NAME_MAX_CHARS, "title", &bad));
 }
 
 static void
@@ -1328,7 +1318,7 @@ pid_birth_date(ctx *c, size_t seg)
              c->today);
         return;
     }
-    take(&c->ev->patient->date_of_birth, xstrdup(c, dob));
+    hov_pb_take(&c->ev->patient->date_of_birth, xstrdup(c, dob));
 }
 
 static void
@@ -1353,7 +1343,7 @@ pid_sex(ctx *c, size_t seg)
              e);
         return;
     }
-    take(&c->ev->patient->sex, xstrdup(c, sex));
+    hov_pb_take(&c->ev->patient->sex, xstrdup(c, sex));
 }
 
 /* hov_postcode_normalise, noting a failed allocation in c. */
@@ -1407,7 +1397,7 @@ pid_address(ctx *c, size_t seg)
     if (!hov_postcode_valid(pc))
         ferr(c, seg, 11, 5, 102,
              "postcode is not a UK postcode (such as FE7 8QT)");
-    take(&pt->postcode, pc);
+    hov_pb_take(&pt->postcode, pc);
 }
 
 static void
@@ -1420,7 +1410,7 @@ pid_status(ctx *c, size_t seg)
             continue; /* another identity reliability code */
         if (s.n == 6 && s.p[4] == '0' && s.p[5] >= '1' && s.p[5] <= '8') {
             char st[3] = {s.p[4], s.p[5], '\0'};
-            take(&c->ev->patient->nhs_number_status, xstrdup(c, st));
+            hov_pb_take(&c->ev->patient->nhs_number_status, xstrdup(c, st));
             return;
         }
         char e[ECHO_MAX + 4];
@@ -1440,7 +1430,7 @@ map_pid(ctx *c, size_t seg)
     pid_birth_date(c, seg);
     pid_sex(c, seg);
     pid_address(c, seg);
-    take(&c->ev->patient->phone, phone_at(c, seg, 13, "PRN", &bad));
+    hov_pb_take(&c->ev->patient->phone, phone_at(c, seg, 13, "PRN", &bad));
     pid_status(c, seg);
 }
 
@@ -1466,7 +1456,7 @@ map_pd1(ctx *c, size_t seg)
         free(gp);
         return;
     }
-    take(&c->ev->patient->registered_gp, gp);
+    hov_pb_take(&c->ev->patient->registered_gp, gp);
 }
 
 /* ------------------------------------------------- step 7: ADT^A03 */
@@ -1490,7 +1480,8 @@ map_pv1(ctx *c, size_t seg)
     bool bad = false;
     char e[ECHO_MAX + 4];
 
-    take(&d->ward, dec_max(c, seg, 3, 0, 1, 0, NAME_MAX_CHARS, "ward", &bad));
+    hov_pb_take(&d->ward,
+                dec_max(c, seg, 3, 0, 1, 0, NAME_MAX_CHARS, "ward", &bad));
     bad = false;
     char *site = dec(c, seg, 3, 0, 4, 1, &bad);
     if (site == NULL && !bad) {
@@ -1500,18 +1491,18 @@ map_pv1(ctx *c, size_t seg)
         echo_str(site, e, sizeof e);
         ferr(c, seg, 3, 4, 102, "site '%s' is not an ODS code", e);
     }
-    take(&d->site, site);
+    hov_pb_take(&d->site, site);
 
     if (!raw_empty(get(c, seg, 7, 0, 0, 0)))
         d->responsible_clinician = person_xcn(c, seg, 7, "attending doctor");
 
-    take(&c->ev->source->ref,
-         dec_max(c, seg, 19, 0, 1, 0, ID_MAX, "visit number", &bad));
+    hov_pb_take(&c->ev->source->ref,
+                dec_max(c, seg, 19, 0, 1, 0, ID_MAX, "visit number", &bad));
 
     hl7_str method = get(c, seg, 36, 0, 1, 0);
     if (!raw_empty(method)) {
         if (raw_in_table(method, discharge_methods)) {
-            take(&d->method, dec(c, seg, 36, 0, 1, 0, &bad));
+            hov_pb_take(&d->method, dec(c, seg, 36, 0, 1, 0, &bad));
         } else {
             echo_raw(method, e, sizeof e);
             ferr(c, seg, 36, 0, 103,
@@ -1538,14 +1529,15 @@ map_pv1(ctx *c, size_t seg)
         d->destination =
             NEW_MSG(c, Handover__DischargeDestination, init_destination);
         if (d->destination != NULL) {
-            take(&d->destination->code, xstrdup(c, dc->code));
-            take(&d->destination->description, xstrdup(c, dc->description));
+            hov_pb_take(&d->destination->code, xstrdup(c, dc->code));
+            hov_pb_take(&d->destination->description,
+                        xstrdup(c, dc->description));
         }
     }
 
     char stamp[32];
     if (ts_at(c, seg, 44, "admit date/time", stamp, NULL))
-        take(&d->admitted_at, xstrdup(c, stamp));
+        hov_pb_take(&d->admitted_at, xstrdup(c, stamp));
     else if (raw_empty(get(c, seg, 44, 0, 1, 0)))
         ferr(c, seg, 44, 0, 101, "admit date/time is missing");
     ts_at(c, seg, 45, "discharge date/time", c->pv1_45, NULL);
@@ -1570,9 +1562,9 @@ map_dg1(ctx *c, size_t seg)
         free(sys);
         return;
     }
-    take(&dx->code, code);
-    take(&dx->text, text);
-    take(&dx->system, sys);
+    hov_pb_take(&dx->code, code);
+    hov_pb_take(&dx->text, text);
+    hov_pb_take(&dx->system, sys);
     d->diagnoses[d->n_diagnoses++] = dx;
 }
 
@@ -1623,9 +1615,9 @@ obx_follow_up(ctx *c, size_t seg)
         too_long(c, seg, 5, 0, desc, FOLLOW_UP_MAX, what);
         Handover__FollowUp *f = NEW_MSG(c, Handover__FollowUp, init_follow_up);
         if (f != NULL) {
-            take(&f->service, xstrdup(c, service));
+            hov_pb_take(&f->service, xstrdup(c, service));
             if (desc[0] != '\0')
-                take(&f->description, xstrdup(c, desc));
+                hov_pb_take(&f->description, xstrdup(c, desc));
             d->follow_up[d->n_follow_up++] = f;
         }
         free(t);
@@ -1749,7 +1741,7 @@ rf1_outcome_status(ctx *c, size_t seg)
              e);
         return;
     }
-    take(&out->status, xstrdup(c, status));
+    hov_pb_take(&out->status, xstrdup(c, status));
 }
 
 static void
@@ -1769,7 +1761,7 @@ rf1_priority(ctx *c, size_t seg)
              "referral priority %s is not S (STAT), A (ASAP) or R (routine)",
              e);
     } else {
-        take(&c->ev->priority, xstrdup(c, p));
+        hov_pb_take(&c->ev->priority, xstrdup(c, p));
     }
 }
 
@@ -1790,7 +1782,7 @@ rf1_service(ctx *c, size_t seg)
         free(svc);
         return;
     }
-    take(&c->ev->referral->service, svc);
+    hov_pb_take(&c->ev->referral->service, svc);
 }
 
 /* RF1-6 of an RRI: the Handover event id the outcome answers. */
@@ -1821,7 +1813,7 @@ rf1_in_reply_to(ctx *c, size_t seg)
         free(id);
         return;
     }
-    take(&c->ev->in_reply_to, id);
+    hov_pb_take(&c->ev->in_reply_to, id);
 }
 
 static void
@@ -1853,7 +1845,7 @@ rf1_reason_code(ctx *c, size_t seg)
             free(code);
             return;
         }
-        take(&out->reason_code, code);
+        hov_pb_take(&out->reason_code, code);
         return;
     }
     ferr(c, seg, 10, 0, 101,
@@ -1880,7 +1872,7 @@ map_rf1(ctx *c, size_t seg)
                             "originating referral id", &bad);
         if (ref == NULL && !bad && !c->oom)
             ferr(c, seg, 6, 0, 101, "originating referral id is missing");
-        take(&c->ev->source->ref, ref);
+        hov_pb_take(&c->ev->source->ref, ref);
     }
     ts_at(c, seg, 7, "effective date", c->rf1_7, NULL);
     ts_at(c, seg, 9, "process date", c->rf1_9, &c->rf1_9_time);
@@ -1888,8 +1880,8 @@ map_rf1(ctx *c, size_t seg)
         if (!is_empty_str(c->ev->outcome->status))
             rf1_reason_code(c, seg);
         bool bad = false;
-        take(&c->ev->source->ref, dec_max(c, seg, 11, 0, 1, 0, ID_MAX,
-                                          "external referral id", &bad));
+        hov_pb_take(&c->ev->source->ref, dec_max(c, seg, 11, 0, 1, 0, ID_MAX,
+                                                 "external referral id", &bad));
     }
 }
 
@@ -1924,8 +1916,8 @@ prd_destination(ctx *c, size_t seg)
         free(code);
         return;
     }
-    take(&d->code, code);
-    take(&d->name, name_at(c, seg, 2, 0, 1, &bad));
+    hov_pb_take(&d->code, code);
+    hov_pb_take(&d->name, name_at(c, seg, 2, 0, 1, &bad));
     ev->destinations[ev->n_destinations++] = d;
 }
 
@@ -1940,10 +1932,10 @@ prd_author(ctx *c, size_t seg)
     char *name = name_at(c, seg, 2, 0, 1, &bad);
     if (name != NULL)
         too_long(c, seg, 2, 0, name, PERSON_NAME_MAX, "provider name");
-    take(&p->name, name);
-    take(&p->phone, phone_at(c, seg, 5, NULL, &bad));
-    take(&p->id, dec_max(c, seg, 7, 0, 1, 0, PERSON_ID_MAX,
-                         "provider identifier", &bad));
+    hov_pb_take(&p->name, name);
+    hov_pb_take(&p->phone, phone_at(c, seg, 5, NULL, &bad));
+    hov_pb_take(&p->id, dec_max(c, seg, 7, 0, 1, 0, PERSON_ID_MAX,
+                                "provider identifier", &bad));
 }
 
 static void
@@ -2044,10 +2036,10 @@ map_zcn(ctx *c, size_t seg)
         basis = NULL;
     }
     bool implied = basis != NULL && strcmp(basis, "implied_direct_care") == 0;
-    take(&k->basis, basis);
+    hov_pb_take(&k->basis, basis);
     char stamp[32];
     if (ts_at(c, seg, 3, "consent recorded at", stamp, NULL))
-        take(&k->recorded_at, xstrdup(c, stamp));
+        hov_pb_take(&k->recorded_at, xstrdup(c, stamp));
     else if (basis != NULL && !implied && raw_empty(get(c, seg, 3, 0, 1, 0)))
         ferr(c, seg, 3, 0, 101,
              "consent recorded at is missing: required unless the basis is "
@@ -2055,9 +2047,9 @@ map_zcn(ctx *c, size_t seg)
     char *by = name_at(c, seg, 4, 0, 2, &bad);
     if (by != NULL)
         too_long(c, seg, 4, 0, by, PERSON_NAME_MAX, "consent recorded by");
-    take(&k->recorded_by, by);
-    take(&k->notes,
-         dec_max(c, seg, 5, 0, 0, 0, CONSENT_NOTES_MAX, "consent notes", &bad));
+    hov_pb_take(&k->recorded_by, by);
+    hov_pb_take(&k->notes, dec_max(c, seg, 5, 0, 0, 0, CONSENT_NOTES_MAX,
+                                   "consent notes", &bad));
 }
 
 /* ---------------------------------------------- step 7: orders */
@@ -2100,8 +2092,8 @@ item_code_description(ctx *c, size_t seg, unsigned field,
     char *code = dec_max(c, seg, field, 0, 1, 0, ID_MAX, "item code", &bad);
     if (code == NULL && !bad && !c->oom)
         ferr(c, seg, field, 1, 101, "item code is missing");
-    take(&it->item_code, code);
-    take(&it->description, dec(c, seg, field, 0, 2, 0, &bad));
+    hov_pb_take(&it->item_code, code);
+    hov_pb_take(&it->description, dec(c, seg, field, 0, 2, 0, &bad));
 }
 
 static void
@@ -2192,19 +2184,19 @@ orc_prescriber(ctx *c, size_t seg)
         ferr(c, seg, 13, 4, 102,
              "enterer's location '%s' is not an ODS code or local: code", e);
     }
-    take(&p->org, org);
-    take(&p->phone, phone_at(c, seg, 14, NULL, &bad));
+    hov_pb_take(&p->org, org);
+    hov_pb_take(&p->phone, phone_at(c, seg, 14, NULL, &bad));
 
     Handover__Person *a = NEW_MSG(c, Handover__Person, init_person);
     if (a == NULL)
         return;
     c->ev->source->author = a;
     if (!is_empty_str(p->name))
-        take(&a->name, xstrdup(c, p->name));
+        hov_pb_take(&a->name, xstrdup(c, p->name));
     if (!is_empty_str(p->id))
-        take(&a->id, xstrdup(c, p->id));
+        hov_pb_take(&a->id, xstrdup(c, p->id));
     if (!is_empty_str(p->phone))
-        take(&a->phone, xstrdup(c, p->phone));
+        hov_pb_take(&a->phone, xstrdup(c, p->phone));
 }
 
 static void
@@ -2240,16 +2232,16 @@ map_orc(ctx *c, size_t seg)
     bool bad = false;
     char *line_ref =
         dec_max(c, seg, 2, 0, 1, 0, ID_MAX, "placer order number", &bad);
-    take(&it->line_ref, line_ref);
+    hov_pb_take(&it->line_ref, line_ref);
     bool gbad = false;
     char *group =
         dec_max(c, seg, 4, 0, 1, 0, ID_MAX, "placer group number", &gbad);
     if (c->ngroups == 1) {
         c->first_had_group = group != NULL;
         if (group != NULL)
-            take(&o->order_ref, group);
+            hov_pb_take(&o->order_ref, group);
         else if (line_ref != NULL)
-            take(&o->order_ref, xstrdup(c, line_ref));
+            hov_pb_take(&o->order_ref, xstrdup(c, line_ref));
     } else {
         const char *want = c->first_had_group ? o->order_ref : NULL;
         if (!gbad && ((group == NULL) != (want == NULL) ||
@@ -2382,14 +2374,14 @@ finish_discharge(ctx *c)
      * resend with a new send time is the same event. */
     const char *occ = c->evn6[0] ? c->evn6 : c->pv1_45[0] ? c->pv1_45 : c->evn2;
     if (occ[0] != '\0')
-        take(&ev->occurred_at, xstrdup(c, occ));
+        hov_pb_take(&ev->occurred_at, xstrdup(c, occ));
     else if (raw_empty(get(c, c->seg_evn, 2, 0, 1, 0)))
         ferr(c, c->seg_evn, 2, 0, 101,
              "recorded date/time is missing, and neither EVN-6 nor PV1-45 "
              "gives the time of the discharge");
     const char *out = c->pv1_45[0] ? c->pv1_45 : c->evn6;
     if (out[0] != '\0')
-        take(&d->discharged_at, xstrdup(c, out));
+        hov_pb_take(&d->discharged_at, xstrdup(c, out));
     else if (raw_empty(get(c, c->seg_pv1, 45, 0, 1, 0)) &&
              raw_empty(get(c, c->seg_evn, 6, 0, 1, 0)))
         ferr(c, c->seg_pv1, 45, 0, 101,
@@ -2398,7 +2390,8 @@ finish_discharge(ctx *c)
         d->pathway_present_case = HANDOVER__DISCHARGE__PATHWAY_PRESENT_PATHWAY;
         d->pathway = c->pathway;
         /* Domain 3.5: urgent on pathways 1 to 3, routine on pathway 0. */
-        take(&ev->priority, xstrdup(c, c->pathway == 0 ? "routine" : "urgent"));
+        hov_pb_take(&ev->priority,
+                    xstrdup(c, c->pathway == 0 ? "routine" : "urgent"));
     } else {
         aerr(c, "OBX", (unsigned)c->nobx + 1, 3, 101,
              "discharge to assess pathway is missing: send an OBX with "
@@ -2418,7 +2411,7 @@ finish_request_time(ctx *c)
                       : c->rf1_9[0] ? c->rf1_9
                                     : c->msh7;
     if (occ[0] != '\0')
-        take(&c->ev->occurred_at, xstrdup(c, occ));
+        hov_pb_take(&c->ev->occurred_at, xstrdup(c, occ));
     else if (raw_empty(get(c, c->seg_rf1, 7, 0, 1, 0)) &&
              raw_empty(get(c, c->seg_rf1, 9, 0, 1, 0)) &&
              raw_empty(get(c, 0, 7, 0, 1, 0)))
@@ -2475,14 +2468,15 @@ finish_order(ctx *c)
     size_t first_orc = hl7_find(c->m, 0, "ORC");
     const char *occ = c->orc9[0] ? c->orc9 : c->msh7;
     if (occ[0] != '\0')
-        take(&ev->occurred_at, xstrdup(c, occ));
+        hov_pb_take(&ev->occurred_at, xstrdup(c, occ));
     else if (raw_empty(get(c, first_orc, 9, 0, 1, 0)) &&
              raw_empty(get(c, 0, 7, 0, 1, 0)))
         ferr(c, first_orc, 9, 0, 101,
              "date/time of transaction is missing, and MSH-7 gives none");
 
-    take(&o->action,
-         xstrdup(c, c->order_action == ACT_COLLECT ? "collect" : "deliver"));
+    hov_pb_take(
+        &o->action,
+        xstrdup(c, c->order_action == ACT_COLLECT ? "collect" : "deliver"));
     if (is_empty_str(o->order_ref) &&
         raw_empty(get(c, first_orc, 4, 0, 1, 0)) &&
         raw_empty(get(c, first_orc, 2, 0, 1, 0)))
@@ -2490,10 +2484,10 @@ finish_order(ctx *c)
              "placer group number (or ORC-2 placer order number) is "
              "missing");
     if (!is_empty_str(o->order_ref))
-        take(&ev->source->ref, xstrdup(c, o->order_ref));
+        hov_pb_take(&ev->source->ref, xstrdup(c, o->order_ref));
 
     if (c->required_by[0] != '\0') {
-        take(&o->required_by, xstrdup(c, c->required_by));
+        hov_pb_take(&o->required_by, xstrdup(c, c->required_by));
     } else if (c->seg_first_date != HL7_NPOS) {
         unsigned field = c->kind == KIND_ORM ? 10 : 8;
         bool any = false;
@@ -2527,7 +2521,7 @@ finish_order(ctx *c)
         }
     }
     if (!is_empty_str(pt->postcode))
-        take(&a->postcode, xstrdup(c, pt->postcode));
+        hov_pb_take(&a->postcode, xstrdup(c, pt->postcode));
 
     const char *prio = NULL;
     if (c->stated_priority == 2) {
@@ -2547,7 +2541,7 @@ finish_order(ctx *c)
         }
     }
     if (prio != NULL)
-        take(&ev->priority, xstrdup(c, prio));
+        hov_pb_take(&ev->priority, xstrdup(c, prio));
 }
 
 static void
@@ -2567,8 +2561,8 @@ finish_envelope(ctx *c)
         [KIND_REFERRAL] = "referral",   [KIND_OUTCOME] = "outcome",
         [KIND_ORM] = "equipment_order", [KIND_OMG] = "equipment_order",
     };
-    take(&ev->schema, xstrdup(c, "handover.event.v1"));
-    take(&ev->event_type, xstrdup(c, type_names[c->kind]));
+    hov_pb_take(&ev->schema, xstrdup(c, "handover.event.v1"));
+    hov_pb_take(&ev->event_type, xstrdup(c, type_names[c->kind]));
     if (c->r->nerr > 0 || c->oom || c->control_id == NULL)
         return;
     /* Domain 3.8: a name a resend reproduces, so the id is the same. */
@@ -2591,11 +2585,11 @@ finish_envelope(ctx *c)
                   "id");
         return;
     }
-    take(&ev->event_id, xstrdup(c, id));
+    hov_pb_take(&ev->event_id, xstrdup(c, id));
     /* A new request starts its journey; an outcome's correlation_id is
      * the answered event's, which the hub copies (hub/commit.c). */
     if (c->kind != KIND_OUTCOME)
-        take(&ev->correlation_id, xstrdup(c, id));
+        hov_pb_take(&ev->correlation_id, xstrdup(c, id));
 }
 
 /* ------------------------------------------------------------ the map */
