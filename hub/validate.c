@@ -309,12 +309,21 @@ person(const char *field, const Handover__Person *p, bool need_name,
  * partners' JSON and HL7 encoders would otherwise fail at delivery time,
  * long after the sender was told the event was accepted. protobuf-c does
  * not check this when decoding, so walk the message by its descriptor, in
- * field order, naming each field by its JSON path. */
+ * field order, naming each field by its JSON path.
+ *
+ * The same walk refuses fields the schema does not have. protobuf-c keeps
+ * them as unknown fields, and would pack them again into a view (hub/route.c)
+ * that must carry only what its receiver may see; one numbered 0 (a
+ * non-canonical tag such as 0x82 0x00, which protobuf-c reads but never
+ * writes back readable) would make every view of the event undecodable
+ * after it was accepted. Found by fuzz/frame_fuzz.c. */
 static bool
-utf8_all_valid(const ProtobufCMessage *m)
+encoding_ok(const ProtobufCMessage *m)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *base = (const char *)m;
+    if (m->n_unknown_fields > 0)
+        return false;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         if (f->type != PROTOBUF_C_TYPE_STRING &&
@@ -337,7 +346,7 @@ utf8_all_valid(const ProtobufCMessage *m)
                 if (!hov_utf8_valid(v))
                     return false;
             } else if (((const ProtobufCMessage *)v)->descriptor != NULL &&
-                       !utf8_all_valid(v)) {
+                       !encoding_ok(v)) {
                 return false;
             }
         }
@@ -345,14 +354,22 @@ utf8_all_valid(const ProtobufCMessage *m)
     return true;
 }
 
-/* As utf8_all_valid, naming the first bad field; only run once the quick
+/* As encoding_ok, naming the first bad field; only run once the quick
  * walk has found one, because building every path costs more than the
  * check. */
 static hov_err
-utf8_walk(const ProtobufCMessage *m, char *path, size_t plen, hov_error *err)
+encoding_walk(const ProtobufCMessage *m, char *path, size_t plen,
+              hov_error *err)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     const char *base = (const char *)m;
+    if (m->n_unknown_fields > 0)
+        return hov_fail(err, HOV_EINVAL, 0,
+                        "%s%s has a field numbered %u, which is not in "
+                        "this hub's schema (an adapter newer than the hub, "
+                        "or a corrupt encoder)",
+                        plen > 0 ? "" : "the event", path,
+                        (unsigned)m->unknown_fields[0].tag);
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         if (f->type != PROTOBUF_C_TYPE_STRING &&
@@ -388,7 +405,7 @@ utf8_walk(const ProtobufCMessage *m, char *path, size_t plen, hov_error *err)
                     return hov_fail(err, HOV_EINVAL, 0, "%s is not valid UTF-8",
                                     path);
             } else if (((const ProtobufCMessage *)v)->descriptor != NULL) {
-                TRY(utf8_walk(v, path, elen, err));
+                TRY(encoding_walk(v, path, elen, err));
             }
         }
         path[plen] = '\0';
@@ -765,8 +782,8 @@ validate_event(const Handover__Event *ev, const validate_opts *opts,
     /* Encoding first: every later message may echo a value, and lengths
      * are counted in characters. */
     char path[FIELD_CAP] = "";
-    if (ev->base.descriptor != NULL && !utf8_all_valid(&ev->base))
-        TRY(utf8_walk(&ev->base, path, 0, err));
+    if (ev->base.descriptor != NULL && !encoding_ok(&ev->base))
+        TRY(encoding_walk(&ev->base, path, 0, err));
     /* event_type is checked inside check_envelope before anything depends
      * on it; outcome and referral are only meaningful once it has passed. */
     bool outcome =

@@ -38,27 +38,7 @@ HANDOVER_TEST_TIMEOUT_MULTIPLIER=3 \
 # folder, so the committed corpus only changes by hand.
 fuzz_seconds=${HANDOVER_FUZZ_SECONDS:-20}
 echo "=== fuzzing: each target for ${fuzz_seconds} s (build-fuzz, clang)"
-if CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \
-        -DHANDOVER_FUZZ=ON -DHANDOVER_TESTS=OFF -DHANDOVER_SANITIZE=ON \
-        >/dev/null &&
-    cmake --build build-fuzz -j "$(nproc)" --target hl7_fuzz mllp_fuzz fhir_fuzz council_fuzz webhook_fuzz; then
-    for t in hl7 mllp fhir council webhook; do
-        scratch=$(mktemp -d)
-        if ! "build-fuzz/fuzz/${t}_fuzz" -max_total_time="${fuzz_seconds}" \
-                -print_final_stats=1 "${scratch}" "fuzz/corpus/${t}" \
-                >"build-fuzz/${t}_fuzz.log" 2>&1; then
-            tail -n 40 "build-fuzz/${t}_fuzz.log" >&2
-            echo "=== fuzz target ${t} found a failure (above)" >&2
-            status=1
-        else
-            grep -E '^stat::number_of_executed_units' \
-                "build-fuzz/${t}_fuzz.log" | sed "s/^/    ${t}: /"
-        fi
-        rm -rf "${scratch}"
-    done
-else
-    status=1
-fi
+bash scripts/fuzz.sh "${fuzz_seconds}" || status=1
 
 if [ "${status}" -ne 0 ]; then
     echo "=== FAILED: see the output above for the first failing test" >&2

@@ -668,3 +668,52 @@ Test(validate, outcome_status_table, .timeout = 10)
     cr_assert_not(validate_outcome_is_terminal("deliverd"));
     cr_assert_not(validate_outcome_is_terminal(NULL));
 }
+
+/* Fields the schema does not have are refused: a view (hub/route.c) would
+ * otherwise pass them to a receiver that may not see them, and one numbered
+ * 0 (a non-canonical tag protobuf-c reads but cannot write back readable)
+ * made every view of an accepted event undecodable (fuzz/frame_fuzz.c). */
+Test(validate, unknown_fields_refused, .timeout = 10)
+{
+    static const uint8_t extra[][4] = {
+        {0xfa, 0x07, 0x01, 'x'}, /* field 127, one byte */
+        {0x82, 0x00, 0x01, 'x'}, /* field 0, tag written in two bytes */
+    };
+    static const unsigned numbers[] = {127, 0};
+    for (size_t i = 0; i < 2; i++) {
+        hov_sample s;
+        sample(&s, "referral");
+        size_t len = 0;
+        uint8_t *buf = hov_sample_pack(&s, &len);
+        cr_assert_not_null(buf);
+        uint8_t *more = realloc(buf, len + sizeof extra[i]);
+        cr_assert_not_null(more);
+        memcpy(more + len, extra[i], sizeof extra[i]);
+        Handover__Event *ev =
+            handover__event__unpack(NULL, len + sizeof extra[i], more);
+        cr_assert_not_null(ev, "protobuf-c reads field %u", numbers[i]);
+        hov_error err = {0};
+        cr_assert_eq(validate_event(ev, &test_opts, &err), HOV_EINVAL);
+        char want[64];
+        snprintf(want, sizeof want, "the event has a field numbered %u",
+                 numbers[i]);
+        cr_assert(strstr(err.msg, want) != NULL, "%s", err.msg);
+        handover__event__free_unpacked(ev, NULL);
+        free(more);
+    }
+    /* Inside a nested message, named by its path. */
+    hov_sample s;
+    sample(&s, "referral");
+    ProtobufCMessageUnknownField u = {.tag = 40,
+                                      .wire_type =
+                                          PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+                                      .len = 1,
+                                      .data = (uint8_t *)"x"};
+    s.ev.patient->base.n_unknown_fields = 1;
+    s.ev.patient->base.unknown_fields = &u;
+    expect_fail(&s, &test_opts, HOV_EINVAL, "patient has a field numbered 40",
+                "nested unknown field");
+    s.ev.patient->base.n_unknown_fields = 0;
+    s.ev.patient->base.unknown_fields = NULL;
+    expect_ok(&s, "after removing it");
+}
