@@ -26,6 +26,7 @@
 #define AUDIT_CONSENT_IMPLIED "consent-implied"
 /* Operator actions (hub/status.c); the actor is "operator:<name>". */
 #define AUDIT_REDRIVEN "redriven"
+#define AUDIT_REPLAYED "replayed"
 #define AUDIT_PAUSED   "paused"
 #define AUDIT_RESUMED  "resumed"
 

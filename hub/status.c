@@ -1456,41 +1456,109 @@ looks_like_nhs(const char *s)
     return n == 10;
 }
 
-/* Stage one redrive in txn: a fresh queue entry (attempts start again),
- * the dead letter removed, the lifecycle back to routed, and the audit
- * record naming the operator. */
+/* One event going back into a destination's queue: a redrive from dead
+ * letters or a replay of a delivery that was settled. */
+typedef struct requeue {
+    uint64_t event_seq;
+    const char *event_id, *dest, *patient; /* patient: NHS number or "" */
+    uint32_t attempts;                     /* the history, kept */
+    config_agency agency;
+    const char *view;
+    uint64_t queue_seq; /* set by requeue_stage */
+} requeue;
+
+/* Stage q in txn: a fresh queue entry and the lifecycle back to routed.
+ * The caller adds the audit record and what else the action changes. */
+static hov_err
+requeue_stage(store_txn *txn, requeue *q, uint64_t now, hov_error *err)
+{
+    q->queue_seq = store_queue_next_seq(txn, q->agency);
+    Handover__Store__QueueEntry qe = HANDOVER__STORE__QUEUE_ENTRY__INIT;
+    qe.event_id = (char *)q->event_id;
+    qe.destination = (char *)q->dest;
+    qe.patient = (char *)(q->patient[0] ? q->patient : q->event_id);
+    qe.enqueued_ms = now;
+    qe.view = (char *)q->view;
+    qe.event_seq = q->event_seq;
+    Handover__Store__Delivery dv = HANDOVER__STORE__DELIVERY__INIT;
+    dv.state = HANDOVER__STORE__DELIVERY__STATE__ROUTED;
+    dv.agency = (char *)config_agency_name(q->agency);
+    dv.queue_seq = q->queue_seq;
+    dv.changed_ms = now;
+    dv.attempts = q->attempts;
+    hov_err e = store_queue_put(txn, q->agency, q->queue_seq, &qe, err);
+    if (e == HOV_OK)
+        e = store_delivery_put(txn, q->event_seq, q->dest, &dv, err);
+    return e;
+}
+
+/* After the commit: the delivery joins its queue in memory. Staged and
+ * committed, it is safe whatever happens here: a restart loads it. */
+static bool
+requeue_apply(status *s, const requeue *q, uint64_t now, const char *action)
+{
+    queue_item *it = queue_item_new();
+    hov_error err = {0};
+    if (it == NULL) {
+        hov_errorf("%s event=%s dest=%s: out of memory (it is queued in the "
+                   "store and goes out after a restart)",
+                   action, q->event_id, q->dest);
+        return false;
+    }
+    it->seq = q->queue_seq;
+    it->event_seq = q->event_seq;
+    it->enqueued_ms = now;
+    hov_strlcpy(it->event_id, sizeof it->event_id, q->event_id);
+    hov_strlcpy(it->dest, sizeof it->dest, q->dest);
+    hov_strlcpy(it->view, sizeof it->view, q->view);
+    const char *patient = q->patient[0] ? q->patient : q->event_id;
+    if (queue_add(&s->hub.queues[q->agency], it, patient, now, &err) !=
+        HOV_OK) {
+        hov_errorf("%s event=%s dest=%s: %s (it is queued in the store and "
+                   "goes out after a restart)",
+                   action, q->event_id, q->dest, err.msg);
+        queue_item_free(it);
+        return false;
+    }
+    rate_add(&s->in[q->agency]);
+    return true;
+}
+
+static void
+redrive_requeue(const redriven *rd, requeue *q)
+{
+    const dead_row *d = &rd->d;
+    *q = (requeue){.event_seq = d->event_seq,
+                   .event_id = d->event_id,
+                   .dest = d->dest,
+                   .patient = d->patient,
+                   .attempts = d->attempts,
+                   .agency = rd->agency,
+                   .view = rd->view,
+                   .queue_seq = rd->queue_seq};
+}
+
+/* Stage one redrive in txn: requeued (attempts start again, the history
+ * kept), the dead letter removed, and the audit record naming the
+ * operator. */
 static hov_err
 redrive_one(store_txn *txn, redriven *rd, const char *actor, const char *note,
             uint64_t now, hov_error *err)
 {
     const dead_row *d = &rd->d;
-    const char *patient = d->patient[0] ? d->patient : d->event_id;
-    rd->queue_seq = store_queue_next_seq(txn, rd->agency);
-    Handover__Store__QueueEntry qe = HANDOVER__STORE__QUEUE_ENTRY__INIT;
-    qe.event_id = (char *)d->event_id;
-    qe.destination = (char *)d->dest;
-    qe.patient = (char *)patient;
-    qe.enqueued_ms = now;
-    qe.view = rd->view;
-    qe.event_seq = d->event_seq;
-    Handover__Store__Delivery dv = HANDOVER__STORE__DELIVERY__INIT;
-    dv.state = HANDOVER__STORE__DELIVERY__STATE__ROUTED;
-    dv.agency = (char *)config_agency_name(rd->agency);
-    dv.queue_seq = rd->queue_seq;
-    dv.changed_ms = now;
-    dv.attempts = d->attempts; /* the history: sent that often before */
+    requeue q;
+    redrive_requeue(rd, &q);
     char detail[600];
     snprintf(detail, sizeof detail,
              "redriven from dead letters to %s (%s) after %u attempt%s; it "
              "was dead because: %.300s (%s)",
              d->dest, config_agency_name(rd->agency), d->attempts,
              d->attempts == 1 ? "" : "s", d->reason, note);
-    hov_err e;
-    if ((e = store_queue_put(txn, rd->agency, rd->queue_seq, &qe, err)) !=
-            HOV_OK ||
-        (e = store_dead_del(txn, d->seq, err)) != HOV_OK ||
-        (e = store_delivery_put(txn, d->event_seq, d->dest, &dv, err)) !=
-            HOV_OK)
+    hov_err e = requeue_stage(txn, &q, now, err);
+    rd->queue_seq = q.queue_seq;
+    if (e == HOV_OK)
+        e = store_dead_del(txn, d->seq, err);
+    if (e != HOV_OK)
         return e == HOV_ENOTFOUND
                    ? hov_fail(err, HOV_ESTATE, 0,
                               "dead letter %llu of event %s vanished "
@@ -1506,32 +1574,10 @@ redrive_one(store_txn *txn, redriven *rd, const char *actor, const char *note,
 static void
 redrive_apply(status *s, redriven *rd, uint64_t now)
 {
-    const dead_row *d = &rd->d;
-    queue_item *it = queue_item_new();
-    hov_error err = {0};
-    if (it == NULL) {
-        hov_errorf("redrive event=%s dest=%s: out of memory (it is queued "
-                   "in the store and goes out after a restart)",
-                   d->event_id, d->dest);
-        return;
-    }
-    it->seq = rd->queue_seq;
-    it->event_seq = d->event_seq;
-    it->enqueued_ms = now;
-    hov_strlcpy(it->event_id, sizeof it->event_id, d->event_id);
-    hov_strlcpy(it->dest, sizeof it->dest, d->dest);
-    hov_strlcpy(it->view, sizeof it->view, rd->view);
-    const char *patient = d->patient[0] ? d->patient : d->event_id;
-    if (queue_add(&s->hub.queues[rd->agency], it, patient, now, &err) !=
-        HOV_OK) {
-        hov_errorf("redrive event=%s dest=%s: %s (it is queued in the store "
-                   "and goes out after a restart)",
-                   d->event_id, d->dest, err.msg);
-        queue_item_free(it);
-        return;
-    }
-    rate_add(&s->in[rd->agency]);
-    overdue_on_dead(s->od, d->event_id, d->dest, false);
+    requeue q;
+    redrive_requeue(rd, &q);
+    if (requeue_apply(s, &q, now, "redrive"))
+        overdue_on_dead(s->od, rd->d.event_id, rd->d.dest, false);
 }
 
 static int
@@ -1654,6 +1700,137 @@ cmd_redrive(status *s, const req *r, const char *target, sbuf *out,
     return H_OK;
 }
 
+/* ---------------------------------------------------------------- replay */
+
+/* replay EVENT_ID DEST --operator NAME sends an event again to a recipient
+ * that routing chose for it and that took it (delivered): for a partner
+ * that lost what it received (a restore from backup, a fault on their
+ * side). The delivery carries the same event id, which every adapter gives
+ * its partner as the idempotency key (FHIR conditional create, webhook
+ * Idempotency-Key, the outbox file name, the HL7 control id), so a partner
+ * that still has the event keeps one copy. Never to a destination routing
+ * did not choose: that would share a patient's record with somebody the
+ * rules did not allow (handover-audit what-if shows where other rules
+ * would have sent it). */
+static int
+cmd_replay(status *s, req *r, sbuf *out, hov_error *err)
+{
+    if (need_operator(r, "replay", err) != HOV_OK)
+        return H_ERROR;
+    const char *id = r->argv[1], *dest = r->argv[2];
+    char shown[CONFIG_CODE_MAX];
+    echo(shown, sizeof shown, dest);
+    if (!hov_uuid_valid(id)) {
+        char e[48];
+        echo(e, sizeof e, id);
+        return refuse(err, HOV_EINVAL, "replay wants an event id, not '%s'", e);
+    }
+    const config_org *org = config_org_find(s->hub.cfg, dest);
+    if (org == NULL)
+        return refuse(err, HOV_EUNKNOWNDEST,
+                      "replay: %s is not a configured organisation", shown);
+    store_txn *txn;
+    if (store_begin(s->hub.st, false, &txn, err) != HOV_OK)
+        return H_ERROR;
+    uint64_t seq = 0;
+    uint8_t dg[STORE_DIGEST_BYTES];
+    Handover__Store__Delivery *dv = NULL;
+    Handover__Event *ev = NULL;
+    const char *why = NULL;
+    hov_err e = store_event_find(txn, id, &seq, dg, err);
+    if (e == HOV_ENOTFOUND)
+        why = "no such event in the store (a refused event is never "
+              "stored; handover-audit trace shows why it was refused)";
+    if (e == HOV_OK) {
+        e = store_delivery_get(txn, seq, dest, &dv, err);
+        if (e == HOV_ENOTFOUND)
+            why = "the event was never routed there: replay sends again "
+                  "only to a recipient its routing chose";
+    }
+    if (e == HOV_OK && dv->state == HANDOVER__STORE__DELIVERY__STATE__ROUTED)
+        why = "it is still queued or in flight there: it will be "
+              "delivered, there is nothing to replay";
+    else if (e == HOV_OK &&
+             dv->state != HANDOVER__STORE__DELIVERY__STATE__DELIVERED)
+        why = "it is a dead letter there: redrive it (handover-ctl "
+              "dead-letters redrive EVENT_ID)";
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    if (e == HOV_OK && why == NULL &&
+        (e = store_event_read(txn, seq, &data, &len, err)) == HOV_OK &&
+        (ev = handover__event__unpack(NULL, len, data)) == NULL)
+        e = hov_fail(err, HOV_ESTORE, 0,
+                     "replay: the stored event %s does not decode "
+                     "(handover-audit verify checks the store)",
+                     id);
+    if (e != HOV_OK || why != NULL) {
+        store_abort(txn);
+        if (dv)
+            handover__store__delivery__free_unpacked(dv, NULL);
+        if (why != NULL)
+            return refuse(err, e == HOV_ENOTFOUND ? HOV_ENOTFOUND : HOV_ESTATE,
+                          "not replayed: event %s to %s: %s", id, shown, why);
+        return H_ERROR;
+    }
+    const char *nhs = ev->patient && looks_like_nhs(ev->patient->nhs_number)
+                          ? ev->patient->nhs_number
+                          : "";
+    uint64_t now = hov_now_ms();
+    requeue q = {.event_seq = seq,
+                 .event_id = id,
+                 .dest = org->code,
+                 .patient = nhs,
+                 .attempts = dv->attempts,
+                 .agency = org->agency,
+                 .view = route_view_of(org)};
+    char actor[80], note[96], when[32], detail[600];
+    snprintf(actor, sizeof actor, "operator:%s", r->operator);
+    peer_note(r, note, sizeof note);
+    fmt_time(dv->changed_ms, when);
+    snprintf(detail, sizeof detail,
+             "replayed to %s (%s): it was delivered there at %s after %u "
+             "attempt%s; the partner keeps one copy by its idempotency key, "
+             "the event id (%s)",
+             org->code, config_agency_name(org->agency), when, dv->attempts,
+             dv->attempts == 1 ? "" : "s", note);
+    e = requeue_stage(txn, &q, now, err);
+    if (e == HOV_OK)
+        e = audit_log(txn, now, id, nhs, actor, AUDIT_REPLAYED, detail, err);
+    if (e == HOV_OK)
+        e = store_commit(txn, err);
+    else
+        store_abort(txn);
+    handover__store__delivery__free_unpacked(dv, NULL);
+    if (e != HOV_OK) {
+        handover__event__free_unpacked(ev, NULL);
+        return H_ERROR;
+    }
+    requeue_apply(s, &q, now, "replay");
+    hov_info("replayed event=%s dest=%s agency=%s operator=%s (%s)", id,
+             org->code, config_agency_name(org->agency), r->operator, note);
+    handover__event__free_unpacked(ev, NULL);
+    if (r->json) {
+        bool ok = true;
+        json_t *root = json_object();
+        jset(root, "replayed", json_true(), &ok);
+        jset(root, "event_id", json_string(id), &ok);
+        jset(root, "destination", json_string(org->code), &ok);
+        jset(root, "agency", json_string(config_agency_name(org->agency)), &ok);
+        jset(root, "operator", json_string(r->operator), &ok);
+        jset(root, "delivered_before", json_string(when), &ok);
+        json_out(out, root, &ok);
+        if (!ok)
+            out->failed = true;
+    } else {
+        sb_printf(out,
+                  "replayed by operator %s: event %s queued again to %s "
+                  "(%s); it was delivered there at %s\n",
+                  r->operator, id, org->code, config_agency_name(org->agency),
+                  when);
+    }
+    return H_OK;
+}
+
 /* ---------------------------------------------------------- pause/resume */
 
 static int
@@ -1769,6 +1946,7 @@ static const struct read_kind {
     {"trace-correlation", "trace of correlation %s"},
     {"trace-nhs", "trace of NHS number %s"},
     {"export", "export of %s"},
+    {"what-if", "what-if of %s"},
 };
 
 /* handover-audit asks the hub to record a read (trace, export), because
@@ -1788,7 +1966,7 @@ cmd_audit_read(status *s, req *r, sbuf *out, hov_error *err)
     if (k == NULL)
         return refuse(err, HOV_EINVAL,
                       "audit-read: the kind is trace-event, "
-                      "trace-correlation, trace-nhs or export");
+                      "trace-correlation, trace-nhs, export or what-if");
     const char *subject = r->argv[2];
     const char *nhs = r->argc > 3 ? r->argv[3] : "";
     if (strlen(subject) > 80 || (nhs[0] && !looks_like_nhs(nhs)))
@@ -2059,6 +2237,7 @@ static const char help_text[] =
     "  queues                      depth, in flight, oldest, rates, paused\n"
     "  dead-letters [show ID]      dead letters\n"
     "  redrive ID|all --operator NAME\n"
+    "  replay ID DESTINATION --operator NAME  (handover-audit replay)\n"
     "  pause AGENCY --operator NAME\n"
     "  resume AGENCY --operator NAME\n"
     "  audit-read KIND SUBJECT [NHS] --operator NAME  (handover-audit)\n"
@@ -2198,8 +2377,11 @@ static const struct command {
      "pause gp|nursing|social|voluntary --operator NAME"},
     {"resume", 2, 2, true, cmd_resume,
      "resume gp|nursing|social|voluntary --operator NAME"},
+    {"replay", 3, 3, true, cmd_replay,
+     "replay EVENT_ID DESTINATION --operator NAME"},
     {"audit-read", 3, 4, true, cmd_audit_read,
-     "audit-read trace-event|trace-correlation|trace-nhs|export SUBJECT "
+     "audit-read trace-event|trace-correlation|trace-nhs|export|what-if "
+     "SUBJECT "
      "[NHS_NUMBER] --operator NAME"},
 };
 

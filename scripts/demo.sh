@@ -85,9 +85,28 @@ if port_busy "$endpoint"; then
       "HANDOVER_ENDPOINT=tcp://127.0.0.1:7401 scripts/demo.sh"
 fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/handover-demo.XXXXXX")
-echo "data folder $tmp/data (removed at the end), built-in configuration"
-"$build/handover-hub" --data "$tmp/data" --endpoint "$endpoint" \
-  2>"$tmp/hub.log" &
+# CURVE on the hub socket: a key pair for the hub and one per agency
+# (handover-ctl keygen), and the built-in configuration with a curve:
+# section mapping each agency's public key to that agency.
+keys=$tmp/keys
+mkdir -m 700 "$keys"
+declare -A pub
+for name in hub gp nursing social voluntary; do
+  pub[$name]=$("$build/handover-ctl" keygen "$name" --dir "$keys")
+done
+{
+  "$build/handover-hub" --print-default-config
+  echo "curve:"
+  echo "  secret_key_file: $keys/hub.key"
+  echo "  clients:"
+  for a in gp nursing social voluntary; do
+    echo "    - {name: $a-demo, agency: $a, public_key: '${pub[$a]}'}"
+  done
+} >"$tmp/hub.yaml"
+echo "data folder $tmp/data (removed at the end); the built-in configuration"
+echo "with CURVE: keys for the hub and each agency in $keys (handover-ctl keygen)"
+"$build/handover-hub" --config "$tmp/hub.yaml" --data "$tmp/data" \
+  --endpoint "$endpoint" 2>"$tmp/hub.log" &
 hub_pid=$!
 for ((i = 0; i < ready_limit_s * 10; i++)); do
   grep -q ' ready endpoint=' "$tmp/hub.log" && break
@@ -107,7 +126,7 @@ grep ' ready endpoint=' "$tmp/hub.log"
 
 heading "events flowing"
 demo_status=0
-"$build/handover-demo" --endpoint "$endpoint" || demo_status=$?
+"$build/handover-demo" --endpoint "$endpoint" --keys "$keys" || demo_status=$?
 
 heading "the four adapters and their partners (simulated)"
 for p in "$mllp_port" "$sim_port" "$fhir_port" "$gpsim_port" "$hook_port" \
@@ -136,19 +155,27 @@ csim_pid=$!
 "$build/voluntary-sim" serve --port "$vsim_port" --secret "$secret" \
   >"$tmp/voluntary-sim.log" 2>&1 &
 vsim_pid=$!
-"$build/handover-nursing" --set "hub.endpoint=$endpoint" \
+# Each adapter's CURVE settings: the hub's public key and its own key pair
+# (arrays: a Z85 key may hold characters the shell would glob).
+declare -A curve_key_file
+for a in gp nursing social voluntary; do
+  curve_key_file[$a]="hub.curve_key_file=$keys/$a.key"
+done
+server_key="hub.curve_server_key=${pub[hub]}"
+"$build/handover-nursing" --set "hub.endpoint=$endpoint" --set "$server_key" --set "${curve_key_file[nursing]}" \
   --set "listen.port=$mllp_port" --set "partner.port=$sim_port" \
   2>"$tmp/nursing.log" &
 nursing_pid=$!
-"$build/handover-gp" --set "hub.endpoint=$endpoint" \
+"$build/handover-gp" --set "hub.endpoint=$endpoint" --set "$server_key" --set "${curve_key_file[gp]}" \
   --set "listen.port=$fhir_port" \
   --set "partner.url=http://127.0.0.1:$gpsim_port/fhir" 2>"$tmp/gp.log" &
 gp_pid=$!
-"$build/handover-social" --set "hub.endpoint=$endpoint" \
+"$build/handover-social" --set "hub.endpoint=$endpoint" --set "$server_key" --set "${curve_key_file[social]}" \
   --set "files.inbox=$council/inbox" --set "files.outbox=$council/outbox" \
   --set files.scan_interval_ms=500 2>"$tmp/social.log" &
 social_pid=$!
 "$build/handover-voluntary" --set "hub.endpoint=$endpoint" \
+  --set "$server_key" --set "${curve_key_file[voluntary]}" \
   --set "listen.port=$hook_port" --set "partner.orgs_file=$tmp/voluntary-orgs" \
   --set "partner.default_url=http://127.0.0.1:$vsim_port/handover/v1/referrals" \
   2>"$tmp/voluntary.log" &

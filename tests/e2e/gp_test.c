@@ -568,3 +568,117 @@ Test(gp, partner_down_errors_and_kill_9_lose_and_duplicate_nothing,
     th_proc_stop(&r.adapter);
     rig_fini(&r);
 }
+
+/* handover-audit with args (NULL-terminated) on the rig's hub, as operator
+ * "tester"; its output (stdout and stderr) in <dir>/<name>.log, copied to
+ * out. Returns its exit status. */
+static int
+audit_tool(rig *r, const char *name, char *out, size_t cap,
+           const char *const *args)
+{
+    const char *argv[24] = {HANDOVER_AUDIT_BIN};
+    char data[320];
+    snprintf(data, sizeof data, "%s/data", r->hub.dir);
+    int n = 1;
+    for (; args[n - 1] != NULL && n < 19; n++)
+        argv[n] = args[n - 1];
+    argv[n++] = "--data";
+    argv[n++] = data;
+    argv[n++] = "--operator";
+    argv[n++] = "tester";
+    argv[n] = NULL;
+    th_proc p;
+    th_proc_init(&p, r->dir, name, NULL, argv);
+    int st = th_proc_run(&p, 20000);
+    FILE *f = fopen(p.log, "r");
+    cr_assert_not_null(f, "%s", p.log);
+    size_t k = fread(out, 1, cap - 1, f);
+    out[k] = '\0';
+    fclose(f);
+    return st;
+}
+
+/* handover-audit replay: the GP system received a discharge, lost it, and
+ * asks for it again. The replay is refused while the event is on its way,
+ * to a practice it was never routed to, and without a running hub; once it
+ * was delivered it goes again with the same identifier, the GP system's
+ * conditional create finds it (200, nothing created twice), and the audit
+ * trail names the operator. */
+Test(gp, replay_goes_again_once_and_the_gp_system_keeps_one_copy, .timeout = 90)
+{
+    rig r;
+    rig_init(&r, NULL);
+    th_proc_start(&r.sim);
+    hov_client *trust = th_client(&r.hub, "nursing", "test-trust", false, 0);
+    hov_sample s;
+    hov_sample_init(&s, "discharge", "9990000018");
+    hov_sample_set_pathway(&s, 0);
+    hov_sample_set_registered_gp(&s, "Z99001");
+    th_publish_ok(trust, &s);
+    char out[8192];
+    /* No adapter yet: it is queued, so there is nothing to replay. */
+    const char *const one[] = {"replay", s.event_id, "--dest", "Z99001", NULL};
+    cr_expect_eq(audit_tool(&r, "replay-queued", out, sizeof out, one), 1, "%s",
+                 out);
+    cr_expect(strstr(out, "still queued or in flight") != NULL, "%s", out);
+    th_proc_start(&r.adapter);
+    cr_assert(wait_sim(&r, s.event_id, 201, 1, 15000));
+    cr_assert(th_proc_wait_log(&r.adapter, "delivered event=", 1, 10000));
+    /* The hub records the settle just after the adapter logs it. */
+    int st = 1;
+    for (int i = 0; i < 50 && st != 0; i++) {
+        st = audit_tool(&r, "replay-one", out, sizeof out, one);
+        if (st != 0)
+            usleep(100000);
+    }
+    cr_assert_eq(st, 0, "replay: %s", out);
+    cr_expect(strstr(out, "replayed ") != NULL, "%s", out);
+    cr_assert(wait_sim(&r, s.event_id, 200, 1, 15000),
+              "the replay did not reach the GP system");
+    cr_expect_eq(sim_count(&r, s.event_id, 201), 1,
+                 "the GP system created the discharge twice");
+    expect_one_document(&r, s.event_id);
+
+    /* Never routed there; not a configured organisation. */
+    const char *const other[] = {"replay", s.event_id, "--dest", "Z99002",
+                                 NULL};
+    cr_expect_eq(audit_tool(&r, "replay-other", out, sizeof out, other), 1);
+    cr_expect(strstr(out, "never routed there") != NULL, "%s", out);
+    const char *const nobody[] = {"replay", s.event_id, "--dest", "X1", NULL};
+    cr_expect_eq(audit_tool(&r, "replay-nobody", out, sizeof out, nobody), 1);
+    cr_expect(strstr(out, "not a configured organisation") != NULL, "%s", out);
+
+    /* A day's range: every event of the day the practice received. */
+    cr_assert(wait_sim(&r, s.event_id, 200, 1, 15000));
+    cr_assert(th_proc_wait_log(&r.adapter, "delivered event=", 2, 10000));
+    char today[11];
+    hov_today_london(today);
+    const char *const day[] = {"replay", "--from", today,    "--to",
+                               today,    "--dest", "Z99001", NULL};
+    st = 1;
+    for (int i = 0; i < 50 && st != 0; i++) {
+        st = audit_tool(&r, "replay-day", out, sizeof out, day);
+        if (st != 0)
+            usleep(100000);
+    }
+    cr_assert_eq(st, 0, "%s", out);
+    cr_expect(strstr(out, "replayed 1 of 1 event to Z99001") != NULL, "%s",
+              out);
+    cr_assert(wait_sim(&r, s.event_id, 200, 2, 15000));
+    cr_expect_eq(sim_count(&r, s.event_id, 201), 1);
+
+    /* The trail: two replays by operator tester. */
+    const char *const trace[] = {"trace", s.event_id, "--json", NULL};
+    cr_assert_eq(audit_tool(&r, "trace", out, sizeof out, trace), 0, "%s", out);
+    size_t replays = 0;
+    for (const char *p = out; (p = strstr(p, "\"replayed\"")) != NULL; p++)
+        replays++;
+    cr_expect_eq(replays, 2, "%s", out);
+    cr_expect(strstr(out, "operator:tester") != NULL, "%s", out);
+
+    /* No hub: a replay cannot be done, and says so. */
+    th_hub_stop(&r.hub);
+    cr_expect_eq(audit_tool(&r, "replay-nohub", out, sizeof out, one), 3);
+    cr_expect(strstr(out, "needs the hub running") != NULL, "%s", out);
+    rig_fini(&r);
+}

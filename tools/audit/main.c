@@ -3,6 +3,10 @@
  *   trace   every step of an event, a correlation or a patient
  *   verify  walk the audit hash chain and name the first bad record
  *   export  the audit records of a date range as JSON lines
+ *   replay  send events again to a destination that received them
+ *           (tools/audit/replay.h)
+ *   what-if route a date range again with another configuration
+ *           (tools/audit/whatif.h)
  *
  * Reading: the store is opened read-only (MDB_RDONLY), in short read
  * transactions (slices of a few thousand records), so it works on a copy
@@ -15,8 +19,9 @@
  * appends directly. If the read cannot be recorded, nothing is shown.
  *
  * Exit: 0 done (the chain is intact, for verify), 1 the chain is broken
- * (verify) or nothing matched (trace), 2 bad usage, 3 the store cannot be
- * read or the read cannot be recorded.
+ * (verify), nothing matched (trace), some were not replayed (replay) or
+ * some would go differently (what-if), 2 bad usage, 3 the store cannot be
+ * read, the hub cannot be reached (replay) or the read cannot be recorded.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,21 +38,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "audit.h"
 #include "handover.pb-c.h"
 #include "handover/str.h"
 #include "handover/timeutil.h"
+#include "replay.h"
 #include "store.h"
+#include "whatif.h"
 
 #define DEFAULT_DATA "./handover-data"
 #define SLICE        4096 /* records per read transaction */
-
-enum {
-    EXIT_DONE = 0,
-    EXIT_FOUND_BAD = 1,
-    EXIT_USAGE = 2,
-    EXIT_STORE = 3,
-};
 
 static void
 usage(FILE *f)
@@ -63,16 +64,26 @@ usage(FILE *f)
             "  export --from YYYY-MM-DD --to YYYY-MM-DD\n"
             "                               audit records of those days "
             "(Europe/London) as JSON lines\n"
+            "  replay EVENT_ID --dest ORG   send an event again to a "
+            "destination that received it\n"
+            "  replay --from D --to D --dest ORG\n"
+            "                               ... every event of those days it "
+            "received (needs the hub running; audited; the partner keeps one "
+            "copy by the event id)\n"
+            "  what-if --routes FILE --from D --to D\n"
+            "                               route those days again with "
+            "another configuration and show what would differ\n"
             "\n"
             "  -d, --data DIR        the hub's data folder (default %s)\n"
-            "  -j, --json            JSON lines instead of text (trace, "
-            "verify)\n"
+            "  -j, --json            JSON lines instead of text\n"
             "  -a, --auditor NAME    who reads (default: your login name); "
             "trace and export are recorded in the audit log as "
-            "auditor:NAME\n"
+            "auditor:NAME; for replay, the operator (--operator NAME "
+            "says the same)\n"
             "\n"
-            "exit: 0 done (chain intact), 1 chain broken or nothing found, "
-            "2 bad usage, 3 store unreadable or the read not recorded\n",
+            "exit: 0 done (chain intact), 1 chain broken, nothing found, "
+            "some not replayed or some would differ, 2 bad usage, 3 store "
+            "unreadable, hub unreachable or the read not recorded\n",
             DEFAULT_DATA);
 }
 
@@ -110,19 +121,6 @@ name_valid(const char *s)
               c == '@' || c == '+'))
             return false;
     }
-    return true;
-}
-
-/* A word safe on the one-line protocol and in a record. */
-static bool
-word_valid(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return false;
-    for (; *s; s++)
-        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
-            return false;
     return true;
 }
 
@@ -175,187 +173,6 @@ emit(json_t *o)
     puts(s);
     free(s);
     return true;
-}
-
-/* ------------------------------------------------------ recording reads */
-
-static int
-send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* Ask the running hub to append the record. */
-static int
-record_via_hub(const char *dir, const char *line, char *why, size_t cap)
-{
-    struct sockaddr_un a;
-    memset(&a, 0, sizeof a);
-    a.sun_family = AF_UNIX;
-    int n = snprintf(a.sun_path, sizeof a.sun_path, "%s/hub.sock", dir);
-    if (n < 0 || (size_t)n >= sizeof a.sun_path) {
-        snprintf(why, cap, "the status socket path under %s is too long", dir);
-        return -1;
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        snprintf(why, cap,
-                 "the hub runs (hub.lock is held) but its status socket %s "
-                 "cannot be reached: %s",
-                 a.sun_path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    char ans[1024];
-    size_t got = 0;
-    if (send_all(fd, line, strlen(line)) != 0) {
-        snprintf(why, cap, "send to %s: %s", a.sun_path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    while (got + 1 < sizeof ans) {
-        struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, 10000);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        ssize_t k = recv(fd, ans + got, sizeof ans - 1 - got, 0);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    close(fd);
-    ans[got] = '\0';
-    if (strncmp(ans, "OK\n", 3) == 0)
-        return 0;
-    char *nl = strchr(ans, '\n');
-    snprintf(why, cap, "the hub did not record the read: %.400s",
-             got == 0 ? "no answer within 10 s"
-             : nl     ? nl + 1
-                      : ans);
-    size_t wl = strlen(why);
-    if (wl > 0 && why[wl - 1] == '\n')
-        why[wl - 1] = '\0';
-    return -1;
-}
-
-/* No hub runs (we hold hub.lock): append the record ourselves. */
-static int
-record_direct(const char *dir, const char *actor, const char *event_id,
-              const char *nhs, const char *detail, char *why, size_t cap)
-{
-    store *st = NULL;
-    store_txn *txn = NULL;
-    hov_error err = {0};
-    hov_err e = store_new(&st, &err);
-    if (e == HOV_OK)
-        e = store_open(st, dir, &err);
-    if (e == HOV_OK)
-        e = store_begin(st, false, &txn, &err);
-    if (e == HOV_OK) {
-        e = audit_log(txn, hov_now_ms(), event_id, nhs, actor, AUDIT_READ,
-                      detail, &err);
-        if (e == HOV_OK)
-            e = store_commit(txn, &err);
-        else
-            store_abort(txn);
-    }
-    store_free(st);
-    if (e != HOV_OK) {
-        snprintf(why, cap, "cannot record the read in %s: %s", dir, err.msg);
-        return -1;
-    }
-    return 0;
-}
-
-/* Record that auditor read kind/subject. The store must be closed (one
- * environment per process at a time). */
-static int
-record_read(const char *dir, const char *auditor, const char *kind,
-            const char *subject, const char *event_id, const char *nhs)
-{
-    char why[600], path[600];
-    snprintf(path, sizeof path, "%s/hub.lock", dir);
-    int lk = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (lk < 0) {
-        fprintf(stderr,
-                "handover-audit: cannot record this read: open %s: %s "
-                "(every read is audited; nothing is shown without it)\n",
-                path, strerror(errno));
-        return -1;
-    }
-    int rc;
-    if (flock(lk, LOCK_EX | LOCK_NB) == 0) {
-        /* Held while we write, so no hub starts meanwhile (a hub started
-         * now exits, saying the folder is in use). */
-        char actor[80], detail[300], what[160];
-        snprintf(actor, sizeof actor, "auditor:%s", auditor);
-        if (strcmp(kind, "export") == 0)
-            snprintf(what, sizeof what, "export of %s", subject);
-        else
-            snprintf(what, sizeof what, "trace of %s %s",
-                     strcmp(kind, "trace-event") == 0         ? "event"
-                     : strcmp(kind, "trace-correlation") == 0 ? "correlation"
-                                                              : "NHS number",
-                     subject);
-        snprintf(detail, sizeof detail,
-                 "read by handover-audit: %s (directly: no hub running, uid "
-                 "%lu pid %ld)",
-                 what, (unsigned long)getuid(), (long)getpid());
-        rc = record_direct(dir, actor, event_id, nhs, detail, why, sizeof why);
-        flock(lk, LOCK_UN);
-    } else if (errno == EWOULDBLOCK) {
-        char line[400];
-        int n =
-            snprintf(line, sizeof line, "audit-read %s %s%s%s --operator %s\n",
-                     kind, subject, nhs[0] ? " " : "", nhs, auditor);
-        if (n < 0 || (size_t)n >= sizeof line) {
-            snprintf(why, sizeof why, "the request is too long");
-            rc = -1;
-        } else {
-            rc = record_via_hub(dir, line, why, sizeof why);
-        }
-    } else {
-        snprintf(why, sizeof why, "lock %.500s: %s", path, strerror(errno));
-        rc = -1;
-    }
-    close(lk);
-    if (rc != 0)
-        fprintf(stderr,
-                "handover-audit: cannot record this read, so nothing is "
-                "shown: %s\n",
-                why);
-    return rc;
-}
-
-/* ------------------------------------------------------------- reading */
-
-static int
-open_store(const char *dir, store **out)
-{
-    hov_error err = {0};
-    store *st = NULL;
-    if (store_new(&st, &err) != HOV_OK ||
-        store_open_rdonly(st, dir, &err) != HOV_OK) {
-        store_free(st);
-        fprintf(stderr, "handover-audit: cannot read the store: %s\n", err.msg);
-        return -1;
-    }
-    *out = st;
-    return 0;
 }
 
 /* A copy of an audit record (the scan's copy is borrowed). */
@@ -616,16 +433,12 @@ static hov_err
 add_outcome(void *arg, uint64_t reply_seq, hov_error *err)
 {
     reply_ctx *c = arg;
-    const uint8_t *data;
-    size_t len;
-    hov_err e = store_event_read(c->txn, reply_seq, &data, &len, err);
+    Handover__Event *ev = NULL;
+    hov_err e = access_event_load(c->txn, reply_seq, &ev, err);
     if (e == HOV_ENOTFOUND)
         return HOV_OK;
     if (e != HOV_OK)
         return e;
-    Handover__Event *ev = handover__event__unpack(NULL, len, data);
-    if (ev == NULL)
-        return HOV_OK;
     outcome *no = realloc(c->e->out, (c->e->n_out + 1) * sizeof *no);
     if (no == NULL) {
         handover__event__free_unpacked(ev, NULL);
@@ -731,12 +544,9 @@ trace_gather(store *st, trace *t, rec_list *recs, hov_error *err)
         uint8_t dg[STORE_DIGEST_BYTES];
         e = te->stored ? HOV_OK : store_event_find(txn, te->id, &seq, dg, err);
         if (e == HOV_OK && !te->stored) {
-            const uint8_t *data;
-            size_t len;
-            e = store_event_read(txn, seq, &data, &len, err);
-            Handover__Event *ev =
-                e == HOV_OK ? handover__event__unpack(NULL, len, data) : NULL;
-            if (ev) {
+            Handover__Event *ev = NULL;
+            e = access_event_load(txn, seq, &ev, err);
+            if (e == HOV_OK) {
                 fill_event(te, seq, ev);
                 handover__event__free_unpacked(ev, NULL);
             }
@@ -919,13 +729,13 @@ cmd_trace(const char *dir, const char *auditor, bool json, const char *id,
         return fail(EXIT_USAGE, "trace wants one of EVENT_ID, --correlation "
                                 "ID or --nhs NUMBER");
     const char *subj = id ? id : corr ? corr : nhs;
-    if (!word_valid(subj, 80))
+    if (!access_word_valid(subj, 80))
         return fail(EXIT_USAGE, "the event id, correlation id or NHS number "
                                 "is one word of at most 80 characters");
     if (nhs && (strlen(nhs) != 10 || strspn(nhs, "0123456789") != 10))
         return fail(EXIT_USAGE, "an NHS number is 10 digits");
     store *st;
-    if (open_store(dir, &st) != 0)
+    if (access_open_store(dir, &st) != 0)
         return EXIT_STORE;
     trace t;
     memset(&t, 0, sizeof t);
@@ -949,7 +759,8 @@ cmd_trace(const char *dir, const char *auditor, bool json, const char *id,
             ev_nhs = t.ev[0].nhs;
         else if (nhs)
             ev_nhs = nhs;
-        if (record_read(dir, auditor, kind, subj, id ? id : "", ev_nhs) != 0)
+        if (access_record_read(dir, auditor, kind, subj, id ? id : "",
+                               ev_nhs) != 0)
             rc = EXIT_STORE;
     }
     if (rc == EXIT_DONE) {
@@ -976,7 +787,7 @@ static int
 cmd_verify(const char *dir, bool json)
 {
     store *st;
-    if (open_store(dir, &st) != 0)
+    if (access_open_store(dir, &st) != 0)
         return EXIT_STORE;
     audit_verify_report rep;
     hov_error err = {0};
@@ -1045,40 +856,17 @@ want_in_range(void *arg, const Handover__Store__AuditRecord *a)
     return a->time_ms >= r->from_ms && a->time_ms < r->to_ms;
 }
 
-/* Midnight Europe/London starting day s (YYYY-MM-DD), plus days. */
-static bool
-day_start(const char *s, int days, uint64_t *out)
-{
-    if (s == NULL || !hov_date_valid(s))
-        return false;
-    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
-            (s[3] - '0');
-    int m = (s[5] - '0') * 10 + (s[6] - '0');
-    int d = (s[8] - '0') * 10 + (s[9] - '0') + days;
-    if (d > hov_days_in_month(y, m)) {
-        d = 1;
-        if (++m > 12) {
-            m = 1;
-            y++;
-        }
-    }
-    bool amb;
-    return hov_london_to_ms(y, m, d, 0, 0, 0, 0, out, &amb) == 0;
-}
-
 static int
 cmd_export(const char *dir, const char *auditor, const char *from,
            const char *to)
 {
     range r;
-    if (!day_start(from, 0, &r.from_ms) || !day_start(to, 1, &r.to_ms))
+    if (!access_day_range(from, to, &r.from_ms, &r.to_ms))
         return fail(EXIT_USAGE, "export wants --from YYYY-MM-DD and --to "
                                 "YYYY-MM-DD (days in Europe/London, both "
                                 "included)");
-    if (r.to_ms <= r.from_ms)
-        return fail(EXIT_USAGE, "--to is before --from");
     store *st;
-    if (open_store(dir, &st) != 0)
+    if (access_open_store(dir, &st) != 0)
         return EXIT_STORE;
     rec_list recs = {0};
     hov_error err = {0};
@@ -1091,7 +879,7 @@ cmd_export(const char *dir, const char *auditor, const char *from,
         fprintf(stderr, "handover-audit: cannot read the audit log: %s\n",
                 err.msg);
         rc = EXIT_STORE;
-    } else if (record_read(dir, auditor, "export", subj, "", "") != 0) {
+    } else if (access_record_read(dir, auditor, "export", subj, "", "") != 0) {
         rc = EXIT_STORE;
     }
     for (size_t i = 0; rc == EXIT_DONE && i < recs.n; i++)
@@ -1112,14 +900,18 @@ main(int argc, char **argv)
         {"nhs", required_argument, 0, 'n'},
         {"from", required_argument, 0, 'f'},
         {"to", required_argument, 0, 't'},
+        {"dest", required_argument, 0, 'D'},
+        {"routes", required_argument, 0, 'r'},
+        {"operator", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *data = DEFAULT_DATA, *auditor = NULL, *corr = NULL, *nhs = NULL,
-               *from = NULL, *to = NULL;
+               *from = NULL, *to = NULL, *dest = NULL, *routes = NULL;
     bool json = false;
     int c;
-    while ((c = getopt_long(argc, argv, "d:ja:c:n:f:t:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:ja:c:n:f:t:D:r:h", opts, NULL)) !=
+           -1) {
         switch (c) {
         case 'd':
             data = optarg;
@@ -1142,6 +934,12 @@ main(int argc, char **argv)
         case 't':
             to = optarg;
             break;
+        case 'D':
+            dest = optarg;
+            break;
+        case 'r':
+            routes = optarg;
+            break;
         case 'h':
             usage(stdout);
             return EXIT_DONE;
@@ -1162,7 +960,8 @@ main(int argc, char **argv)
             return fail(EXIT_USAGE, "verify takes no arguments");
         return cmd_verify(data, json);
     }
-    if (strcmp(cmd, "trace") != 0 && strcmp(cmd, "export") != 0) {
+    if (strcmp(cmd, "trace") != 0 && strcmp(cmd, "export") != 0 &&
+        strcmp(cmd, "replay") != 0 && strcmp(cmd, "what-if") != 0) {
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -1180,6 +979,18 @@ main(int argc, char **argv)
             return fail(EXIT_USAGE, "trace takes one EVENT_ID");
         return cmd_trace(data, auditor, json, nargs == 1 ? args[0] : NULL, corr,
                          nhs);
+    }
+    if (strcmp(cmd, "replay") == 0) {
+        if (nargs > 1)
+            return fail(EXIT_USAGE, "replay takes one EVENT_ID");
+        return replay_run(data, auditor, nargs == 1 ? args[0] : NULL, from, to,
+                          dest, json);
+    }
+    if (strcmp(cmd, "what-if") == 0) {
+        if (nargs != 0)
+            return fail(EXIT_USAGE, "what-if takes --routes, --from and --to, "
+                                    "no arguments");
+        return whatif_run(data, auditor, routes, from, to, json);
     }
     if (nargs != 0)
         return fail(EXIT_USAGE, "export takes --from and --to, no arguments");

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -198,6 +199,7 @@ typedef struct record {
 
 typedef struct demo {
     const char *endpoint;
+    const char *keys; /* CURVE key folder, or NULL for plain TCP */
     int rounds;
     uint64_t deadline; /* monotonic ms */
     hov_client *c[N_CLIENTS];
@@ -742,7 +744,26 @@ open_client(demo *d, int i, hov_error *err)
     o.agency = client_specs[i].agency;
     o.name = client_specs[i].name;
     o.consume = client_specs[i].consume;
+    /* With --keys, each client speaks CURVE with its agency's key, as the
+     * adapters do: DIR/<agency>.key, and the hub's public key DIR/hub.pub
+     * (handover-ctl keygen writes both). */
+    char server[HOV_CURVE_KEY_Z85], pub[HOV_CURVE_KEY_Z85],
+        sec[HOV_CURVE_KEY_Z85], path[1024];
+    if (d->keys != NULL) {
+        snprintf(path, sizeof path, "%s/hub.pub", d->keys);
+        hov_err ke = hov_curve_keyfile_read(path, server, NULL, err);
+        if (ke == HOV_OK) {
+            snprintf(path, sizeof path, "%s/%s.key", d->keys, o.agency);
+            ke = hov_curve_keyfile_read(path, pub, sec, err);
+        }
+        if (ke != HOV_OK)
+            return ke;
+        o.curve_server_key = server;
+        o.curve_public_key = pub;
+        o.curve_secret_key = sec;
+    }
     hov_err e = hov_client_new(&d->c[i], &o, err);
+    sodium_memzero(sec, sizeof sec);
     if (e != HOV_OK)
         return e;
     hov_error cerr = {0};
@@ -911,8 +932,12 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-            "usage: handover-demo [--endpoint EP] [--rounds N]\n"
+            "usage: handover-demo [--endpoint EP] [--rounds N] [--keys DIR]\n"
             "  -e, --endpoint EP   the hub's endpoint (default %s)\n"
+            "  -k, --keys DIR      speak CURVE: the hub's public key "
+            "DIR/hub.pub and each\n"
+            "                      agency's key pair DIR/<agency>.key "
+            "(handover-ctl keygen)\n"
             "  -r, --rounds N      rounds of events, 1 to %d (default 1)\n"
             "  -h, --help\n"
             "Plays GP, nursing, social care and voluntary sector clients "
@@ -944,13 +969,16 @@ parse_args(int argc, char **argv, demo *d)
     static const struct option opts[] = {
         {"endpoint", required_argument, 0, 'e'},
         {"rounds", required_argument, 0, 'r'},
+        {"keys", required_argument, 0, 'k'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     int c;
-    while ((c = getopt_long(argc, argv, "e:r:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "e:r:k:h", opts, NULL)) != -1) {
         if (c == 'e')
             d->endpoint = optarg;
+        else if (c == 'k')
+            d->keys = optarg;
         else if (c == 'r' && parse_rounds(optarg, &d->rounds) != 0)
             return 2;
         else if (c == 'h') {
