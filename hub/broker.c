@@ -57,8 +57,9 @@ struct broker {
     char instance[37];
     validate_opts vopts;
     uint64_t next_timeout_scan_ms;
-    uint64_t last_frame_ms; /* monotonic: when a frame last arrived */
-    int full_checked;       /* -1: not yet this batch; else store_near_full */
+    uint64_t last_frame_ms;  /* monotonic: when a frame last arrived */
+    uint64_t merge_retry_ms; /* monotonic: no idle merge before this */
+    int full_checked;        /* -1: not yet this batch; else store_near_full */
     /* scratch for packing events */
     uint8_t *scratch;
     size_t scratch_cap;
@@ -712,21 +713,41 @@ complete(broker *b, batch *bt, hov_error *err)
 /* A quiet spell (no frame for a second) is the time to merge the ids
  * gathered so far, so that under load the merges that block the loop for
  * a moment stay rare. A gap of one poll in a burst is not quiet: merging a
- * few thousand ids then would scatter the index writes again. */
-static void
-idle_merge(broker *b)
+ * few thousand ids then would scatter the index writes again.
+ *
+ * A failed merge is not retried for a while: the loop comes here up to
+ * ten times a second, and on a failing disk each try would redo the whole
+ * sorted merge and log the same line again. The ids stay durable in the
+ * recent log meanwhile. When the failure broke the store (MDB_PANIC)
+ * nothing can be written any more: returns the fatal error, so the hub
+ * stops with the cause now rather than at the next publish. */
+#define IDLE_MERGE_RETRY_MS 5000
+
+static hov_err
+idle_merge(broker *b, hov_error *fatal)
 {
-    if (store_recent_count(b->st) < 1024 ||
-        hov_mono_ms() - b->last_frame_ms < 1000)
-        return;
+    uint64_t now = hov_mono_ms();
+    if (store_recent_count(b->st) < 1024 || now - b->last_frame_ms < 1000 ||
+        now < b->merge_retry_ms)
+        return HOV_OK;
     hov_error err = {0};
     size_t merged = 0;
     uint64_t t0 = hov_mono_us();
-    if (store_merge_ids(b->st, true, &merged, &err) != HOV_OK)
-        hov_warn("merge of the ids index postponed: %s", err.msg);
-    else if (merged > 0)
+    if (store_merge_ids(b->st, true, &merged, &err) != HOV_OK) {
+        if (store_broken(b->st))
+            return hov_fail(fatal, HOV_ESTORE, err.cause,
+                            "the store can no longer be written safely "
+                            "(merge of the ids index: %s); restart the hub "
+                            "once the cause is fixed",
+                            err.msg);
+        b->merge_retry_ms = now + IDLE_MERGE_RETRY_MS;
+        hov_warn("merge of the ids index postponed for %d s: %s",
+                 IDLE_MERGE_RETRY_MS / 1000, err.msg);
+    } else if (merged > 0) {
         hov_info("merged ids=%zu into the ids index in %llu ms (idle)", merged,
                  (unsigned long long)(hov_mono_us() - t0) / 1000);
+    }
+    return HOV_OK;
 }
 
 /* Phase 3 and 4 of the loop: commit the staged batch in one durable
@@ -1197,8 +1218,8 @@ broker_run(broker *b, volatile sig_atomic_t *stop, hov_error *err)
         if (n < 0 && zmq_errno() != EINTR)
             return hov_fail(err, HOV_ESYS, zmq_errno(), "zmq_poll: %s",
                             zmq_strerror(zmq_errno()));
-        if (n == 0 && b->stage->nops == 0)
-            idle_merge(b);
+        if (n == 0 && b->stage->nops == 0 && (e = idle_merge(b, err)) != HOV_OK)
+            break;
         /* Handshakes first: a connection waits on its answer. */
         if (b->zap != NULL)
             zap_serve(b->zap);

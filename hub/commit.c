@@ -516,6 +516,16 @@ commit_batch(const commit_ctx *c, batch *bt)
             bt->commit_us += hov_mono_us() - t0;
             if (e == HOV_OK) {
                 merge_ids(c);
+                /* The batch is durable and is answered, but a merge that
+                 * broke the store (MDB_PANIC) leaves nothing writable:
+                 * stop now, with the cause, not at the next batch. */
+                if (store_broken(c->st))
+                    bt->fatal = hov_fail(fatal, HOV_ESTORE, 0,
+                                         "the store can no longer be written "
+                                         "safely (a merge of the ids index "
+                                         "failed; see the warning above); "
+                                         "restart the hub once the cause is "
+                                         "fixed");
                 return;
             }
         } else if (txn != NULL) {

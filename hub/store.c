@@ -87,9 +87,22 @@ store_mdb_err(hov_error *err, int rc, const char *what, const char *obj)
         return hov_fail(err, HOV_ESTOREFULL, rc,
                         "%s %s: %s: raise map_size_mb, or drain queues", what,
                         obj, mdb_strerror(rc));
-    if (rc == ENOSPC || rc == EIO || rc == EROFS || rc == EDQUOT)
-        return hov_fail(err, HOV_EIO, rc, "%s %s: %s", what, obj,
-                        mdb_strerror(rc));
+    /* The errno alone does not tell the on-call engineer where to look:
+     * LMDB reports a short write (a disk filling up) as EIO too. */
+    if (rc == ENOSPC || rc == EDQUOT)
+        return hov_fail(err, HOV_EIO, rc,
+                        "%s %s: %s (free space on the data folder's disk)",
+                        what, obj, mdb_strerror(rc));
+    if (rc == EIO)
+        return hov_fail(err, HOV_EIO, rc,
+                        "%s %s: %s (the data folder's disk failed a write or "
+                        "sync: is it full? see the kernel log)",
+                        what, obj, mdb_strerror(rc));
+    if (rc == EROFS)
+        return hov_fail(err, HOV_EIO, rc,
+                        "%s %s: %s (the data folder is on a read-only file "
+                        "system)",
+                        what, obj, mdb_strerror(rc));
     if (rc == ENOMEM)
         return hov_fail(err, HOV_ENOMEM, rc, "%s %s: %s", what, obj,
                         mdb_strerror(rc));

@@ -26,6 +26,10 @@ typedef struct th_hub {
     int port;
     const char *args[32];
     int nargs;
+    /* Extra environment of the hub process ("NAME=VALUE", borrowed),
+     * added with th_hub_setenv; none by default. */
+    const char *env[16];
+    int nenv;
 } th_hub;
 
 /* A fresh temporary folder (mkdtemp). */
@@ -59,6 +63,14 @@ bool th_hub_alive(th_hub *h);
 
 /* Does the hub's log contain needle? */
 bool th_log_contains(const th_hub *h, const char *needle);
+
+/* How many lines of the hub's log (over all its starts) contain needle. */
+size_t th_log_count(const th_hub *h, const char *needle);
+
+/* Add "NAME=VALUE" to the environment of the hub's later starts (kv is
+ * borrowed: keep it alive); NULL clears them all. For an LD_PRELOAD
+ * library such as tests/faults/faultfs.c. */
+void th_hub_setenv(th_hub *h, const char *kv);
 
 /* A connected client. */
 hov_client *th_client(const th_hub *h, const char *agency, const char *name,
