@@ -3,7 +3,10 @@
  *
  *   council-sim take --outbox DIR --taken DIR [--interval-ms N] [--once]
  *       Pick up complete outbox files (never *.tmp) in name order, move
- *       each to DIR/taken and print "taken event=<id> file=<name>".
+ *       each to DIR/taken and print "taken event=<id> file=<name>
+ *       digest=<hex>", so a test can tell a redelivery of the same content
+ *       from two different files for one event. --max-per-pass N takes
+ *       at most N files a pass: a slow partner, whose outbox piles up.
  *   council-sim outcome --inbox DIR --org CODE --in-reply-to ID
  *                       --status STATUS --nhs NHS [--item CODE[:QTY[:ASSET]]]
  *                       [--reason CODE] [--reason-text TEXT]
@@ -15,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +45,7 @@ usage(void)
 {
     fprintf(stderr,
             "usage: council-sim take --outbox DIR --taken DIR "
-            "[--interval-ms N] [--once]\n"
+            "[--interval-ms N] [--once] [--max-per-pass N]\n"
             "       council-sim outcome --inbox DIR --org CODE "
             "--in-reply-to ID --status STATUS --nhs NHS\n"
             "           [--item CODE[:QTY[:ASSET]]] [--reason CODE] "
@@ -55,8 +59,25 @@ cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* FNV-1a 64 of the file: a redelivery overwrites the same name in taken/,
+ * so the content has to be summarised when it is taken. */
+static void
+file_digest(const char *path, char out[17])
+{
+    uint64_t h = 14695981039346656037ull;
+    FILE *f = fopen(path, "rb");
+    int ch;
+    while (f != NULL && (ch = fgetc(f)) != EOF) {
+        h ^= (uint64_t)(unsigned char)ch;
+        h *= 1099511628211ull;
+    }
+    if (f != NULL)
+        fclose(f);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 static int
-take_once(const char *outbox, const char *taken)
+take_once(const char *outbox, const char *taken, size_t max)
 {
     DIR *d = opendir(outbox);
     if (d == NULL) {
@@ -77,6 +98,10 @@ take_once(const char *outbox, const char *taken)
     closedir(d);
     qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
+        if (i >= max) { /* left for a later pass */
+            free(names[i]);
+            continue;
+        }
         char from[1200], to[1200];
         snprintf(from, sizeof from, "%s/%s", outbox, names[i]);
         snprintf(to, sizeof to, "%s/%s", taken, names[i]);
@@ -85,7 +110,9 @@ take_once(const char *outbox, const char *taken)
             char id[37] = "";
             if (us != NULL)
                 snprintf(id, sizeof id, "%.36s", us + 1);
-            printf("taken event=%s file=%s\n", id, names[i]);
+            char dg[17];
+            file_digest(to, dg);
+            printf("taken event=%s file=%s digest=%s\n", id, names[i], dg);
             fflush(stdout);
         } else {
             fprintf(stderr, "council-sim: move %s: %s\n", from,
@@ -100,7 +127,7 @@ static int
 cmd_take(int argc, char **argv)
 {
     const char *outbox = NULL, *taken = NULL;
-    long interval = 200;
+    long interval = 200, max = 0;
     int once = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--outbox") == 0 && i + 1 < argc)
@@ -111,10 +138,12 @@ cmd_take(int argc, char **argv)
             interval = strtol(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--once") == 0)
             once = 1;
+        else if (strcmp(argv[i], "--max-per-pass") == 0 && i + 1 < argc)
+            max = strtol(argv[++i], NULL, 10);
         else
             return usage();
     }
-    if (outbox == NULL || taken == NULL || interval < 1)
+    if (outbox == NULL || taken == NULL || interval < 1 || max < 0)
         return usage();
     if (mkdir(taken, 0750) != 0 && errno != EEXIST) {
         fprintf(stderr, "council-sim: make %s: %s\n", taken, strerror(errno));
@@ -125,7 +154,8 @@ cmd_take(int argc, char **argv)
     printf("council-sim watching %s\n", outbox);
     fflush(stdout);
     do {
-        if (take_once(outbox, taken) < 0 && once)
+        if (take_once(outbox, taken, max > 0 ? (size_t)max : SIZE_MAX) < 0 &&
+            once)
             return 1;
         if (once)
             break;

@@ -7,7 +7,7 @@
  *                       --in-reply-to ID --status STATUS [--key-id K]
  *                       [--idempotency-key K] [--reason-code C]
  *                       [--reason-text T] [--planned-for YYYY-MM-DD]
- *                       [--timestamp UNIX]
+ *                       [--timestamp UNIX] [--occurred-at RFC3339]
  *
  * serve receives Handover's signed referrals (domain 8.1). The signature
  * is checked here with libsodium directly, not with handover-voluntary's
@@ -269,7 +269,7 @@ post_outcome(int argc, char **argv)
 {
     const char *url = NULL, *secret = NULL, *sender = NULL, *reply = NULL;
     const char *status = NULL, *key_id = "", *idem = NULL, *rcode = "";
-    const char *rtext = "", *planned = "", *ts = NULL;
+    const char *rtext = "", *planned = "", *ts = NULL, *occ = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (strcmp(k, "--url") == 0)
@@ -294,6 +294,8 @@ post_outcome(int argc, char **argv)
             planned = v;
         else if (strcmp(k, "--timestamp") == 0)
             ts = v;
+        else if (strcmp(k, "--occurred-at") == 0)
+            occ = v;
         else {
             fprintf(stderr, "voluntary-sim: unknown argument %s\n", k);
             return 2;
@@ -322,7 +324,13 @@ post_outcome(int argc, char **argv)
                  (unsigned long long)(hov_now_ms() / 1000));
         ts = tsbuf;
     }
-    hov_rfc3339_format(hov_now_ms(), occurred);
+    /* A partner resending an outcome sends the same body; with a fresh
+     * occurred_at each time, a resend after a lost answer would be a
+     * conflict rather than a duplicate. */
+    if (occ != NULL)
+        snprintf(occurred, sizeof occurred, "%s", occ);
+    else
+        hov_rfc3339_format(hov_now_ms(), occurred);
     /* The codes and dates are the operator's own: no escaping needed for
      * what a test passes; reason_text is kept to plain characters. */
     char body[2048];
