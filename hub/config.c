@@ -19,6 +19,8 @@ const char config_default_yaml[] =
     "  allow_test_nhs_numbers: true   # switch off in production\n"
     "  heartbeat_ms: 1000\n"
     "  settle_timeout_ms: 120000\n"
+    "  queue_warn_ms: 60000        # status warns when a delivery waits this "
+    "long\n"
     "  max_attempts: 12\n"
     "  backoff_initial_ms: 1000\n"
     "  backoff_max_ms: 300000\n"
@@ -118,6 +120,7 @@ config_defaults(config *c)
     c->allow_test_nhs_numbers = true;
     c->heartbeat_ms = 1000;
     c->settle_timeout_ms = 120000;
+    c->queue_warn_ms = 60000;
     c->max_attempts = 12;
     c->backoff_initial_ms = 1000;
     c->backoff_max_ms = 300000;
@@ -210,6 +213,7 @@ setting_apply(config *c, parse_ctx *p, const yaml_node_t *n, const char *key)
     U("max_event_bytes", max_event_bytes, 64ULL << 20)
     U("heartbeat_ms", heartbeat_ms, 600000)
     U("settle_timeout_ms", settle_timeout_ms, 86400000)
+    U("queue_warn_ms", queue_warn_ms, 86400000)
     U("max_attempts", max_attempts, 1000000)
     U("backoff_initial_ms", backoff_initial_ms, 86400000)
     U("backoff_max_ms", backoff_max_ms, 86400000)

@@ -70,6 +70,9 @@ typedef struct config {
     bool allow_test_nhs_numbers;
     unsigned heartbeat_ms;
     unsigned settle_timeout_ms;
+    /* The status socket warns when the oldest delivery to a connected
+     * adapter has waited this long: its partner is failing or slow. */
+    unsigned queue_warn_ms;
     unsigned max_attempts; /* deliveries before dead letters */
     unsigned backoff_initial_ms;
     unsigned backoff_max_ms;

@@ -741,16 +741,38 @@ snap_take(status *s, snap *sn)
     if (s->load_error[0])
         add_reason(sn, H_WARNING, "overdue_incomplete",
                    "overdue figures incomplete: %s", s->load_error);
+    /* A connected adapter whose queue does not move: its partner is down,
+     * refusing or hanging (the adapter settles retry, or not at all). The
+     * operator should hear of it long before max_attempts turns the queue
+     * into dead letters (about 18 minutes at the default back-off). */
     for (unsigned a = 0; a < AGENCY_COUNT; a++) {
         queue_info *qi = &sn->q[a];
+        uint64_t age = qi->oldest_ms ? age_ms(sn->now, qi->oldest_ms) : 0;
         if (qi->consumers == 0 || s->hub.queues[a].paused ||
-            qi->oldest_ms == 0 || age_ms(sn->now, qi->oldest_ms) < STUCK_MS)
+            qi->oldest_ms == 0 || age < s->hub.cfg->queue_warn_ms)
             continue;
-        fmt_age(age_ms(sn->now, qi->oldest_ms), a2, sizeof a2);
-        add_reason(sn, H_WARNING, "queue_stuck",
-                   "the oldest delivery to %s has waited %s (%zu in back-off "
-                   "after retries): check the partner",
-                   config_agency_name((config_agency)a), a2, qi->backoff);
+        const char *name = config_agency_name((config_agency)a);
+        fmt_age(age, a2, sizeof a2);
+        if (age >= STUCK_MS)
+            add_reason(sn, H_CRITICAL, "queue_stuck",
+                       "the oldest delivery to %s has waited %s (%zu in "
+                       "back-off after failed attempts, %zu in flight): the "
+                       "partner has not taken anything for that long; check "
+                       "it and the %s adapter's log",
+                       name, a2, qi->backoff, qi->in_flight, name);
+        else if (qi->backoff > 0)
+            add_reason(sn, H_WARNING, "partner_failing",
+                       "deliveries to %s are failing: %zu in back-off after "
+                       "failed attempts, the oldest waiting %s; the %s "
+                       "adapter's log names each error (at max_attempts "
+                       "they become dead letters)",
+                       name, qi->backoff, a2, name);
+        else
+            add_reason(sn, H_WARNING, "queue_slow",
+                       "the oldest delivery to %s has waited %s (%zu in "
+                       "flight, %zu queued): the partner is slow or not "
+                       "answering",
+                       name, a2, qi->in_flight, qi->waiting + qi->ready);
     }
     /* Critical first. Within a level the order above stands, so the sort
      * must be stable: an insertion sort of at most 16. */

@@ -10,7 +10,9 @@
  *
  * The four partners are faulted at the same time, one kind of fault after
  * another: the queues are per agency, so the figures stay per partner and
- * the suite takes a quarter of the time. Each case prints a line
+ * the suite takes a quarter of the time. While a partner is down,
+ * refusing or hanging, status must warn (partner_failing, queue_slow).
+ * Each case prints a line
  *   PARTNER <agency> mode=<fault> for=<s> events=... peak_depth=...
  * which scripts/reliability.sh collects.
  *
@@ -511,8 +513,12 @@ rig_start(const form *fm, const char *max_attempts)
     static char ma[40], bmax[40];
     snprintf(ma, sizeof ma, "max_attempts=%s", max_attempts);
     snprintf(bmax, sizeof bmax, "backoff_max_ms=%s", fm->backoff_max);
+    /* The status socket warns once the oldest delivery has waited
+     * queue_warn_ms: a second here, so that a fault of a few seconds
+     * shows as the warning an operator would see after a minute. */
     const char *extra[] = {"--set", ma,   "--set", "backoff_initial_ms=100",
-                           "--set", bmax, NULL};
+                           "--set", bmax, "--set", "queue_warn_ms=1000",
+                           NULL};
     memcpy(hub_extra, extra, sizeof extra);
     th_hub_init(&R.hub, hub_extra);
     snprintf(R.dir, sizeof R.dir, "%s", R.hub.dir);
@@ -1033,6 +1039,19 @@ run_case(fault f)
                      ag_name[a], fault_name[f], done, p->n);
         cr_assert(proc_alive(&p->adapter));
     }
+    /* While it lasted, the status socket said so: deliveries in back-off
+     * after failed attempts for a partner down or refusing, deliveries in
+     * flight and unanswered for one that hangs. */
+    if (f == F_DOWN || f == F_ERROR)
+        cr_expect(strstr(R.reasons, "partner_failing") != NULL,
+                  "%s: status never warned partner_failing (reasons: %s)",
+                  fault_name[f], R.reasons[0] ? R.reasons : "none");
+    if (f == F_HANG)
+        cr_expect(strstr(R.reasons, "queue_slow") != NULL,
+                  "hang: status never warned queue_slow (reasons: %s)",
+                  R.reasons[0] ? R.reasons : "none");
+    if (f != F_SLOW)
+        cr_expect_str_eq(R.health, "warning", "%s", fault_name[f]);
 }
 
 static const form *
