@@ -490,7 +490,12 @@ absorb(hov_client *c, Handover__Frame *f, void **user)
     *user = NULL;
     switch (f->kind_case) {
     case HANDOVER__FRAME__KIND_HELLO:
-        note_instance(c, f->hello->hub_instance);
+        /* The answer to our Hello opens the session, whichever instance
+         * it names: remember it, without the "restarted" path, which
+         * would say Hello again and resend everything a second time. */
+        if (f->hello->hub_instance && f->hello->hub_instance[0])
+            snprintf(c->hub_instance, sizeof c->hub_instance, "%s",
+                     f->hello->hub_instance);
         if (f->hello->heartbeat_ms)
             c->heartbeat_ms = f->hello->heartbeat_ms;
         c->hub_up = true;
