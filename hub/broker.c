@@ -57,7 +57,7 @@ struct broker {
     char instance[37];
     validate_opts vopts;
     uint64_t next_timeout_scan_ms;
-    uint64_t last_frame_ms;  /* monotonic: when a frame last arrived */
+    uint64_t last_work_ms;   /* monotonic: the last Publish or Settle */
     uint64_t merge_retry_ms; /* monotonic: no idle merge before this */
     int full_checked;        /* -1: not yet this batch; else store_near_full */
     /* scratch for packing events */
@@ -542,7 +542,6 @@ handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
 {
     char reason[256];
     session *s = hov_map_get(b->sessions, id, idlen);
-    b->last_frame_ms = hov_mono_ms();
     s = session_check_key(b, s, key_agency);
     if (len > b->cfg->max_event_bytes + FRAME_OVERHEAD) {
         snprintf(reason, sizeof reason,
@@ -573,9 +572,11 @@ handle_frame(broker *b, const uint8_t *id, size_t idlen, const uint8_t *data,
         s->last_rx_ms = hov_mono_ms();
         switch (f->kind_case) {
         case HANDOVER__FRAME__KIND_PUBLISH:
+            b->last_work_ms = s->last_rx_ms;
             handle_publish(b, s, f->publish);
             break;
         case HANDOVER__FRAME__KIND_SETTLE:
+            b->last_work_ms = s->last_rx_ms;
             handle_settle(b, s, f->settle);
             break;
         case HANDOVER__FRAME__KIND_CREDIT:
@@ -710,10 +711,15 @@ complete(broker *b, batch *bt, hov_error *err)
     return e;
 }
 
-/* A quiet spell (no frame for a second) is the time to merge the ids
- * gathered so far, so that under load the merges that block the loop for
- * a moment stay rare. A gap of one poll in a burst is not quiet: merging a
- * few thousand ids then would scatter the index writes again.
+/* A quiet spell (no Publish or Settle for a second) is the time to merge
+ * the ids gathered so far, so that under load the merges that block the
+ * loop for a moment stay rare. A gap of one poll in a burst is not quiet:
+ * merging a few thousand ids then would scatter the index writes again.
+ * Heartbeats are not work: counting them, a hub with adapters connected
+ * was never quiet and kept every new id in memory until ids_merge_at. A
+ * steady trickle (5 a second, the county's peak hour at 100 times) never
+ * leaves a whole second either, so once MERGE_BUSY_AT ids have gathered a
+ * gap of MERGE_BUSY_QUIET_MS will do.
  *
  * A failed merge is not retried for a while: the loop comes here up to
  * ten times a second, and on a failing disk each try would redo the whole
@@ -722,13 +728,19 @@ complete(broker *b, batch *bt, hov_error *err)
  * nothing can be written any more: returns the fatal error, so the hub
  * stops with the cause now rather than at the next publish. */
 #define IDLE_MERGE_RETRY_MS 5000
+#define MERGE_QUIET_MS      1000
+#define MERGE_BUSY_AT       4096
+#define MERGE_BUSY_QUIET_MS 150
 
 static hov_err
 idle_merge(broker *b, hov_error *fatal)
 {
     uint64_t now = hov_mono_ms();
-    if (store_recent_count(b->st) < 1024 || now - b->last_frame_ms < 1000 ||
-        now < b->merge_retry_ms)
+    size_t recent = store_recent_count(b->st);
+    uint64_t quiet = now - b->last_work_ms;
+    if (recent < 1024 || now < b->merge_retry_ms ||
+        quiet <
+            (recent >= MERGE_BUSY_AT ? MERGE_BUSY_QUIET_MS : MERGE_QUIET_MS))
         return HOV_OK;
     hov_error err = {0};
     size_t merged = 0;

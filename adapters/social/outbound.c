@@ -18,6 +18,7 @@
 
 #include "council.h"
 #include "handover.pb-c.h"
+#include "handover/io.h"
 #include "handover/log.h"
 #include "social.h"
 
@@ -46,23 +47,6 @@ owrite_free(owrite *w)
     if (w != NULL)
         free(w->body);
     free(w);
-}
-
-/* Write all of buf to fd, retrying short writes and EINTR. */
-static int
-write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 static int
@@ -94,7 +78,7 @@ owrite_work(uv_work_t *req)
     if (fd < 0)
         goto fail;
     step = "write";
-    int rc = write_all(fd, w->body, w->len);
+    int rc = hov_write_all(fd, w->body, w->len);
     if (rc == 0) {
         step = "fsync";
         rc = fsync(fd);

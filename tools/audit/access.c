@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "handover/io.h"
 #include "handover/timeutil.h"
 
 int
@@ -25,21 +26,6 @@ access_open_store(const char *dir, store **out)
         return -1;
     }
     *out = st;
-    return 0;
-}
-
-static int
-send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
     return 0;
 }
 
@@ -65,7 +51,7 @@ access_hub_request(const char *dir, const char *line, char *answer, size_t cap,
             close(fd);
         return -1;
     }
-    if (send_all(fd, line, strlen(line)) != 0) {
+    if (hov_write_all(fd, line, strlen(line)) != 0) {
         snprintf(why, whycap, "send to %s: %s", a.sun_path, strerror(errno));
         close(fd);
         return -1;

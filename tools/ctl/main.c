@@ -24,6 +24,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "handover/io.h"
+
 #define DEFAULT_DATA   "./handover-data"
 #define SOCKET_NAME    "hub.sock"
 #define LINE_MAX_BYTES 1024
@@ -294,21 +296,6 @@ connect_hub(const char *path)
     return -1;
 }
 
-static bool
-send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
 static long
 mono_ms(void)
 {
@@ -500,7 +487,7 @@ main(int argc, char **argv)
     int fd = connect_hub(path);
     if (fd < 0)
         return EXIT_UNKNOWN;
-    if (!send_all(fd, line, (size_t)n)) {
+    if (hov_write_all(fd, line, (size_t)n) != 0) {
         int e = errno;
         close(fd);
         return unknown("cannot send to the hub at %s: %s", path, strerror(e));

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "handover/io.h"
 #include "handover/timeutil.h"
 #include "hl7.h"
 #include "mllp.h"
@@ -41,21 +42,6 @@ on_signal(int sig)
 {
     (void)sig;
     stop = 1;
-}
-
-static int
-write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 static void
@@ -174,7 +160,7 @@ serve_frame(void *user, const mllp_event *ev)
     int rc = hl7_ack_build(m, &ao, &ack, &alen);
     hl7_msg_free(m);
     if (rc == 0 && mllp_wrap(ack, alen, &framed, &flen) == 0)
-        rc = write_all(s->fd, framed, flen);
+        rc = hov_write_all(s->fd, framed, flen);
     free(ack);
     free(framed);
     return rc == 0 ? 0 : 1;
@@ -343,7 +329,7 @@ cmd_send(int argc, char **argv)
         sent st = {0};
         if (body == NULL || mllp_wrap(body, len, &framed, &flen) != 0 ||
             fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-            write_all(fd, framed, flen) != 0) {
+            hov_write_all(fd, framed, flen) != 0) {
             printf("  cannot send to %s:%d: %s\n", host, port, strerror(errno));
         } else {
             mllp_framer *fr = mllp_framer_new(0, 0);
