@@ -492,4 +492,6 @@ Test(audit, what_if_shows_where_events_would_have_gone)
     cr_assert_eq(r->status, 0);
     cr_assert_eq(count_substr(r->out, "what-if of"), 3, "%s", r->out);
     cr_assert(strstr(r->out, "auditor:tester"), "%s", r->out);
+    hov_client_free(gp);
+    hov_client_free(nursing);
 }

@@ -680,5 +680,6 @@ Test(gp, replay_goes_again_once_and_the_gp_system_keeps_one_copy, .timeout = 90)
     th_hub_stop(&r.hub);
     cr_expect_eq(audit_tool(&r, "replay-nohub", out, sizeof out, one), 3);
     cr_expect(strstr(out, "needs the hub running") != NULL, "%s", out);
+    hov_client_free(trust);
     rig_fini(&r);
 }
