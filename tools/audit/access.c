@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
@@ -242,6 +243,20 @@ access_word_valid(const char *s, size_t max)
     for (; *s; s++)
         if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
             return false;
+    return true;
+}
+
+bool
+access_emit(json_t *o)
+{
+    if (o == NULL)
+        return false;
+    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(o);
+    if (s == NULL)
+        return false;
+    puts(s);
+    free(s);
     return true;
 }
 

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "handover.pb-c.h"
 #include "store.h"
 
@@ -52,6 +54,10 @@ int access_record_read(const char *dir, const char *auditor, const char *kind,
 /* Is s one word of 1 to max printable ASCII characters, safe on the
  * status socket's one-line protocol and in an audit record? */
 bool access_word_valid(const char *s, size_t max);
+
+/* Print o as one compact JSON line on stdout and release it (o may be
+ * NULL: a failed build). False when o is NULL or cannot be serialised. */
+bool access_emit(json_t *o);
 
 /* The stored event with sequence number seq, decoded (free with
  * handover__event__free_unpacked(*out, NULL)). HOV_ENOTFOUND when there is

@@ -160,21 +160,6 @@ hex(const ProtobufCBinaryData *b, char *out, size_t cap)
     out[2 * i] = '\0';
 }
 
-/* Print one JSON object as a line and free it. */
-static bool
-emit(json_t *o)
-{
-    if (o == NULL)
-        return false;
-    char *s = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-    json_decref(o);
-    if (s == NULL)
-        return false;
-    puts(s);
-    free(s);
-    return true;
-}
-
 /* A copy of an audit record (the scan's copy is borrowed). */
 typedef struct rec {
     uint64_t seq, time_ms;
@@ -672,13 +657,13 @@ print_trace_json(const trace *t, const rec_list *recs)
             json_object_set_new(o, "in_reply_to", jstr(e->in_reply_to));
             json_object_set_new(o, "received", jtime(e->received_ms));
         }
-        ok = emit(o) && ok;
+        ok = access_emit(o) && ok;
         for (size_t j = 0; j < recs->n; j++) {
             if (strcmp(recs->r[j].event_id, e->id) != 0)
                 continue;
             json_t *s = rec_json(&recs->r[j]);
             json_object_set_new(s, "type", json_string("step"));
-            ok = emit(s) && ok;
+            ok = access_emit(s) && ok;
         }
         for (size_t j = 0; j < e->n_rcp; j++) {
             const recipient *r = &e->rcp[j];
@@ -697,7 +682,7 @@ print_trace_json(const trace *t, const rec_list *recs)
             json_object_set_new(s, "view",
                                 r->view[0] ? jstr(r->view) : json_null());
             json_object_set_new(s, "last_outcome", jstr(r->last_outcome));
-            ok = emit(s) && ok;
+            ok = access_emit(s) && ok;
         }
         for (size_t j = 0; j < e->n_out; j++) {
             const outcome *r = &e->out[j];
@@ -708,7 +693,7 @@ print_trace_json(const trace *t, const rec_list *recs)
             json_object_set_new(s, "status", jstr(r->status));
             json_object_set_new(s, "from", jstr(r->from));
             json_object_set_new(s, "received", jtime(r->received_ms));
-            ok = emit(s) && ok;
+            ok = access_emit(s) && ok;
         }
     }
     for (size_t j = 0; j < recs->n; j++) {
@@ -716,7 +701,7 @@ print_trace_json(const trace *t, const rec_list *recs)
             continue;
         json_t *s = rec_json(&recs->r[j]);
         json_object_set_new(s, "type", json_string("step"));
-        ok = emit(s) && ok;
+        ok = access_emit(s) && ok;
     }
     return ok;
 }
@@ -818,7 +803,7 @@ cmd_verify(const char *dir, bool json)
             json_object_set_new(b, "problem", jstr(rep.bad_what));
             json_object_set_new(o, "first_bad", b);
         }
-        if (!emit(o))
+        if (!access_emit(o))
             return fail(EXIT_STORE, "out of memory writing JSON");
     } else if (!rep.bad) {
         fmt_time(rep.first_time_ms, t1);
@@ -883,7 +868,7 @@ cmd_export(const char *dir, const char *auditor, const char *from,
         rc = EXIT_STORE;
     }
     for (size_t i = 0; rc == EXIT_DONE && i < recs.n; i++)
-        if (!emit(rec_json(&recs.r[i])))
+        if (!access_emit(rec_json(&recs.r[i])))
             rc = fail(EXIT_STORE, "out of memory writing JSON");
     rec_list_free(&recs);
     return rc;

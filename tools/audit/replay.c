@@ -51,14 +51,9 @@ say(bool json, const char *id, const char *dest, bool done, const char *text)
                dest, text);
         return;
     }
-    json_t *o =
-        json_pack("{s:s, s:s, s:b, s:s}", "event_id", id, "destination", dest,
-                  "replayed", done, done ? "answer" : "reason", text);
-    char *line = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-    json_decref(o);
-    if (line)
-        puts(line);
-    free(line);
+    access_emit(json_pack("{s:s, s:s, s:b, s:s}", "event_id", id, "destination",
+                          dest, "replayed", done, done ? "answer" : "reason",
+                          text));
 }
 
 int

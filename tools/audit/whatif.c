@@ -184,13 +184,7 @@ print_json(const change *c)
         json_object_set_new(o, "would_be_refused", json_string(c->refused));
     else
         json_object_set_new(o, "would_go_to", set_json(&c->would));
-    char *line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
-    json_decref(o);
-    if (line == NULL)
-        return false;
-    puts(line);
-    free(line);
-    return true;
+    return access_emit(o);
 }
 
 int
