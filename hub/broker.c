@@ -17,6 +17,7 @@
 #include "handover/map.h"
 #include "handover/str.h"
 #include "handover/timeutil.h"
+#include "overdue.h"
 #include "queue.h"
 #include "route.h"
 #include "status.h"
@@ -644,7 +645,7 @@ effects_publish(broker *b, op *o, uint64_t now)
         b->n_duplicate++;
     } else {
         b->n_accepted++;
-        status_on_publish(b->status, o->ev, o->agency, &o->routes);
+        status_on_publish(b->status, &o->routes);
     }
     send_ack(b, o);
     (void)now;
@@ -668,15 +669,13 @@ effects_settle(broker *b, op *o)
     }
     if (o->outcome == HANDOVER__SETTLE_OUTCOME__SETTLE_DONE) {
         b->n_delivered++;
-        status_on_settle(b->status, it->queue, it->event_id, it->dest,
-                         STATUS_SETTLED_DONE);
+        status_on_settle(b->status, it->queue, STATUS_SETTLED_DONE);
         queue_remove(q, it, wall);
     } else if (o->to_dead) {
         b->n_dead++;
         hov_warn("dead-lettered event=%s dest=%s attempts=%u", it->event_id,
                  it->dest, it->attempts);
-        status_on_settle(b->status, it->queue, it->event_id, it->dest,
-                         STATUS_SETTLED_DEAD);
+        status_on_settle(b->status, it->queue, STATUS_SETTLED_DEAD);
         queue_remove(q, it, wall);
     } else {
         b->n_retry++;
@@ -1153,6 +1152,14 @@ broker_open(broker *b, hov_error *err)
         (e = store_set_merge_at(b->st, c->ids_merge_at, err)) != HOV_OK ||
         (e = store_open(b->st, c->data_dir, err)) != HOV_OK)
         return e;
+    /* A store from before the waiting index gets it once, now. */
+    uint64_t t0 = hov_mono_ms(), requests;
+    if ((e = overdue_build(b->st, &requests, err)) != HOV_OK)
+        return e;
+    if (requests > 0)
+        hov_info("waiting index built from %llu stored requests in %llu ms",
+                 (unsigned long long)requests,
+                 (unsigned long long)(hov_mono_ms() - t0));
     store_txn *txn;
     if ((e = store_begin(b->st, true, &txn, err)) != HOV_OK)
         return e;

@@ -8,6 +8,7 @@
 #include "handover/log.h"
 #include "handover/str.h"
 #include "handover/timeutil.h"
+#include "overdue.h"
 #include "validate.h"
 
 #define DIGEST_BYTES STORE_DIGEST_BYTES
@@ -317,8 +318,12 @@ apply_publish(const commit_ctx *c, batch *bt, store_txn *txn, op *o,
                                " nobody (recorded only)");
     if (o->routes.warning[0] && dl < sizeof detail)
         snprintf(detail + dl, sizeof detail - dl, "; %s", o->routes.warning);
+    if ((e = overdue_on_publish(txn, ev, seq, &o->routes, err)) != HOV_OK)
+        goto out;
     if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME &&
-        (e = store_reply_put(txn, a.seq, seq, err)) != HOV_OK)
+        ((e = store_reply_put(txn, a.seq, seq, err)) != HOV_OK ||
+         (e = overdue_on_outcome(txn, a.ev, a.seq, o->agency,
+                                 ev->outcome->status, err)) != HOV_OK))
         goto out;
     e = audit_log(txn, now, id, nhs, actor, AUDIT_ACCEPTED, detail, err);
     goto out;
@@ -403,7 +408,9 @@ apply_settle(const commit_ctx *c, store_txn *txn, op *o, uint64_t now,
                  txn, it->event_seq, it->dest,
                  rejected ? HANDOVER__STORE__DELIVERY__STATE__REJECTED
                           : HANDOVER__STORE__DELIVERY__STATE__DEAD,
-                 it->queue, it->seq, it->attempts, now, err)) != HOV_OK)
+                 it->queue, it->seq, it->attempts, now, err)) != HOV_OK ||
+            (e = overdue_on_dead(txn, it->event_seq, it->dest, it->queue, true,
+                                 err)) != HOV_OK)
             return e;
         return audit_log(txn, now, it->event_id, "",
                          config_agency_name(it->queue), AUDIT_DEAD, detail,

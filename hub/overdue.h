@@ -1,26 +1,21 @@
-/* Outcome deadlines: which requests (referrals, discharges, equipment
- * orders) are still waiting for a receiver's outcome, and which of those
- * are overdue (domain brief 2.1 and 2.3).
+/* Outcome deadlines: which receivers of requests (referrals, discharges,
+ * equipment orders) still owe an outcome, and which of those are overdue
+ * (domain brief 2.1 and 2.3).
  *
- * One entry per request that has at least one receiver still to answer,
- * kept in memory and fed from two sides:
- *   - live: the broker reports every accepted publish (a new request and
- *     its receivers, or an outcome that answers one) and every delivery
- *     that went to dead letters, after the commit that made it durable;
- *   - catch-up: at start the events already in the store are read in
- *     slices, a few milliseconds per loop pass (overdue_load_step), so a
- *     large store never holds the loop up. Until it is done the figures
- *     are marked incomplete.
- * Outcomes that answer a request the catch-up has not reached yet are kept
- * aside and applied when it gets there.
+ * Kept in the store, not in memory: the `waiting` index (store.h) holds one
+ * entry per receiver that owes an answer, keyed by its deadline, written in
+ * the same transaction as the event, the outcome or the dead letter that
+ * changes it. So the hub's memory does not grow with the requests nobody
+ * answers (a store's worth of them), nothing needs reading at start, and the
+ * overdue are the front of the index: counting them reads only them.
  *
  * A receiver is answered when any organisation of its agency sends an
  * outcome for the request (the hub accepts an outcome only from the agency
  * that received it). For an equipment order, `accepted` alone does not
  * answer the delivery deadline: any later status does (delivered,
  * cannot_deliver, collected, cancelled, rejected). A receiver whose copy is
- * in dead letters is not counted as overdue (the dead letter is the alert);
- * a redrive counts it again.
+ * in dead letters is not waited for (the dead letter is the alert); a
+ * redrive waits for it again.
  *
  * Default deadlines (domain brief 2.1; per-route overrides are not yet
  * configurable): referral from occurred_at: two_hour_crisis 30 minutes,
@@ -30,10 +25,10 @@
  *
  * Limits: per-item tracking of equipment orders (each line delivered or
  * collected) is not done: the first outcome past `accepted` answers the
- * order. A request that is never answered stays in memory (and overdue)
+ * order. A request that is never answered stays waiting (and overdue)
  * until it is; closing one without an outcome is future work.
  *
- * Hub loop thread only. Not thread-safe.
+ * Writers take the hub's write transaction; errors poison it (store.h R7).
  */
 #ifndef HUB_OVERDUE_H
 #define HUB_OVERDUE_H
@@ -48,67 +43,70 @@
 #include "route.h"
 #include "store.h"
 
-typedef struct overdue overdue;
-
-/* Create an empty tracker that will catch up with the events below
- * load_end (store_event_next_seq at start; 1 for none). Returns owned; free
- * with overdue_free. HOV_ENOMEM. */
-HOV_NODISCARD hov_err overdue_new(overdue **out, uint64_t load_end,
-                                  hov_error *err);
-
-/* Free everything. NULL is a no-op. */
-void overdue_free(overdue *o);
-
-/* Read stored events for up to budget_us microseconds, in one short read
- * transaction. HOV_OK (also when the catch-up is complete); HOV_ESTORE,
- * HOV_ENOMEM: the step failed and may be retried. An event that cannot be
- * decoded is skipped with a log line. No write transaction may be open. */
-HOV_NODISCARD hov_err overdue_load_step(overdue *o, store *st,
-                                        uint64_t budget_us, hov_error *err);
-
-/* True while the catch-up is not complete; *done and *total (may be NULL)
- * get the events read so far and the number to read. */
-bool overdue_loading(const overdue *o, uint64_t *done, uint64_t *total);
-
-/* An accepted, committed, non-duplicate event ev from agency from, routed
- * as routes says. Borrows everything for the call. */
-void overdue_on_publish(overdue *o, const Handover__Event *ev,
-                        config_agency from, const route_result *routes);
-
-/* The copy of event_id for dest went to dead letters, or (redriven) came
- * back from them. Borrows the strings. */
-void overdue_on_dead(overdue *o, const char *event_id, const char *dest,
-                     bool dead);
-
 /* The default outcome deadline of request ev for a receiver of agency
  * receiver, in ms since the epoch. False when ev is not a request or its
  * times cannot be read (validated events always can). */
 bool overdue_due_ms(const Handover__Event *ev, config_agency receiver,
                     uint64_t *due_ms);
 
-/* One receiver that has not answered by its deadline. Strings are borrowed
- * until the next change of the tracker. */
+/* Request ev, stored as event_seq, was routed as routes says: each live
+ * receiver now owes an outcome. Anything but a request is ignored. */
+HOV_NODISCARD hov_err overdue_on_publish(store_txn *txn,
+                                         const Handover__Event *ev,
+                                         uint64_t event_seq,
+                                         const route_result *routes,
+                                         hov_error *err);
+
+/* Agency from answered request req (stored as req_seq) with an outcome of
+ * this status: its receivers of that agency no longer owe one (for an
+ * equipment order, unless the status is only `accepted`). */
+HOV_NODISCARD hov_err overdue_on_outcome(store_txn *txn,
+                                         const Handover__Event *req,
+                                         uint64_t req_seq, config_agency from,
+                                         const char *status, hov_error *err);
+
+/* The copy of the event stored as event_seq for dest (of agency) went to
+ * dead letters (dead true), or was redriven from them (false): it is not
+ * waited for while dead, and is again after a redrive unless that agency
+ * has answered already. Reads the event; one that is not a request is
+ * ignored. */
+HOV_NODISCARD hov_err overdue_on_dead(store_txn *txn, uint64_t event_seq,
+                                      const char *dest, config_agency agency,
+                                      bool dead, hov_error *err);
+
+/* Receivers overdue at now_ms (wall clock); *oldest_due (may be NULL) gets
+ * the earliest deadline among them (0 when none). Reads only the overdue
+ * entries. HOV_ESTORE. */
+HOV_NODISCARD hov_err overdue_count(store_txn *txn, uint64_t now_ms,
+                                    size_t *count, uint64_t *oldest_due,
+                                    hov_error *err);
+
+/* One receiver that has not answered by its deadline. */
 typedef struct overdue_item {
-    const char *event_id;
-    const char *event_type;
-    const char *priority;
-    const char *dest;
+    char event_id[40];
+    char event_type[16];
+    char priority[16];
+    char dest[CONFIG_CODE_MAX];
     config_agency agency;
+    uint64_t event_seq;
     uint64_t due_ms;
 } overdue_item;
 
-/* Receivers overdue at now_ms (wall clock); *oldest_due (may be NULL) gets
- * the earliest deadline among them (0 when none). */
-size_t overdue_count(const overdue *o, uint64_t now_ms, uint64_t *oldest_due);
-
 /* Fill out with up to max overdue receivers, earliest deadline first;
  * *n gets how many were written and *total how many are overdue.
- * HOV_ENOMEM (nothing written). */
-HOV_NODISCARD hov_err overdue_list(const overdue *o, uint64_t now_ms,
+ * HOV_ESTORE. */
+HOV_NODISCARD hov_err overdue_list(store_txn *txn, uint64_t now_ms,
                                    overdue_item *out, size_t max, size_t *n,
                                    size_t *total, hov_error *err);
 
-/* Requests tracked (waiting for at least one receiver). */
-size_t overdue_tracked(const overdue *o);
+/* Receivers waiting for an outcome (overdue or not). */
+size_t overdue_waiting(store_txn *txn);
+
+/* Build the waiting index from the stored events, for a store written
+ * before it existed, in one write transaction; marks the store so it runs
+ * once. *requests gets how many requests were read. No-op (0) when the
+ * store is marked already. HOV_ESTORE, HOV_ESTOREFULL, HOV_EIO. */
+HOV_NODISCARD hov_err overdue_build(store *st, uint64_t *requests,
+                                    hov_error *err);
 
 #endif

@@ -25,9 +25,8 @@
 #define STATUS_REPLY_MAX ((size_t)8 << 20)
 #define STATUS_LIST_MAX  1000 /* rows in one list answer */
 #define STATUS_ARGS_MAX  16
-#define SEEN_DOWN_MAX    64   /* disconnected clients remembered */
-#define RATE_SECS        300  /* the 5-minute window, in 1 s buckets */
-#define LOAD_SLICE_US    5000 /* outcome catch-up per loop pass */
+#define SEEN_DOWN_MAX    64  /* disconnected clients remembered */
+#define RATE_SECS        300 /* the 5-minute window, in 1 s buckets */
 #define STUCK_MS         ((uint64_t)15 * 60 * 1000)
 #define USED_WARN_PCT    75
 
@@ -82,9 +81,7 @@ struct status {
     seen_client *seen;
     size_t nseen, seen_cap;
     pause_info pause[AGENCY_COUNT];
-    overdue *od;
     bool load_warned;
-    char load_error[200];
     uint64_t started_ms, started_mono;
 };
 
@@ -428,8 +425,6 @@ status_open(status *s, hov_error *err)
 {
     hov_err e = pause_load(s, err);
     if (e == HOV_OK)
-        e = overdue_new(&s->od, store_event_next_seq(s->hub.st), err);
-    if (e == HOV_OK)
         e = listen_open(s, err);
     return e;
 }
@@ -459,7 +454,6 @@ status_free(status *s)
             st.st_ino == s->ino)
             unlink(s->path);
     }
-    overdue_free(s->od);
     free(s->seen);
     free(s);
 }
@@ -530,27 +524,22 @@ status_on_adapter(status *s, const char *client, config_agency agency,
 }
 
 void
-status_on_publish(status *s, const Handover__Event *ev, config_agency from,
-                  const route_result *routes)
+status_on_publish(status *s, const route_result *routes)
 {
     if (s == NULL)
         return;
     for (size_t i = 0; i < routes->n; i++)
         if (!routes->dest[i].dead && routes->dest[i].agency < AGENCY_COUNT)
             rate_add(&s->in[routes->dest[i].agency]);
-    overdue_on_publish(s->od, ev, from, routes);
 }
 
 void
-status_on_settle(status *s, unsigned queue, const char *event_id,
-                 const char *dest, status_settled how)
+status_on_settle(status *s, unsigned queue, status_settled how)
 {
     if (s == NULL || queue >= AGENCY_COUNT)
         return;
     if (how == STATUS_SETTLED_DONE)
         rate_add(&s->out[queue]);
-    else
-        overdue_on_dead(s->od, event_id, dest, true);
 }
 
 /* ------------------------------------------------------------ snapshot */
@@ -579,8 +568,7 @@ typedef struct snap {
     char store_error[200];
     size_t overdue;
     uint64_t overdue_oldest;
-    bool loading;
-    uint64_t load_done, load_total;
+    char overdue_error[200];
     queue_info q[AGENCY_COUNT];
     int level;
     reason r[16];
@@ -635,12 +623,13 @@ snap_take(status *s, snap *sn)
     if (store_begin(s->hub.st, true, &txn, &err) == HOV_OK) {
         sn->dead = store_dead_count(txn);
         sn->dead_known = true;
+        if (overdue_count(txn, sn->now, &sn->overdue, &sn->overdue_oldest,
+                          &err) != HOV_OK)
+            hov_strlcpy(sn->overdue_error, sizeof sn->overdue_error, err.msg);
         store_abort(txn);
     } else {
         hov_strlcpy(sn->store_error, sizeof sn->store_error, err.msg);
     }
-    sn->overdue = overdue_count(s->od, sn->now, &sn->overdue_oldest);
-    sn->loading = overdue_loading(s->od, &sn->load_done, &sn->load_total);
     for (unsigned a = 0; a < AGENCY_COUNT; a++) {
         queue *q = &s->hub.queues[a];
         queue_info *qi = &sn->q[a];
@@ -738,9 +727,10 @@ snap_take(status *s, snap *sn)
                    "(handover-ctl overdue)",
                    sn->overdue, sn->overdue == 1 ? " is" : "s are", a2);
     }
-    if (s->load_error[0])
-        add_reason(sn, H_WARNING, "overdue_incomplete",
-                   "overdue figures incomplete: %s", s->load_error);
+    if (sn->overdue_error[0])
+        add_reason(sn, H_WARNING, "overdue_unknown",
+                   "overdue outcomes could not be counted: %s",
+                   sn->overdue_error);
     /* A connected adapter whose queue does not move: its partner is down,
      * refusing or hanging (the adapter settles retry, or not at all). The
      * operator should hear of it long before max_attempts turns the queue
@@ -893,7 +883,6 @@ cmd_status(status *s, req *r, sbuf *out, hov_error *err)
         json_t *od = json_object();
         jset(od, "count", juint(sn.overdue), &ok);
         jset(od, "oldest_due_at", jtime(sn.overdue_oldest), &ok);
-        jset(od, "complete", json_boolean(!sn.loading), &ok);
         jset(root, "overdue", od, &ok);
         json_t *qs = json_array();
         for (unsigned a = 0; a < AGENCY_COUNT; a++) {
@@ -960,8 +949,8 @@ cmd_status(status *s, req *r, sbuf *out, hov_error *err)
         (unsigned long long)sn.cnt.duplicates, (unsigned long long)sn.cnt.naks,
         (unsigned long long)sn.cnt.delivered,
         (unsigned long long)sn.cnt.retried, (unsigned long long)sn.cnt.dead);
-    sb_printf(out, "dead letters: %zu   overdue outcomes: %zu%s\n", sn.dead,
-              sn.overdue, sn.loading ? " (still reading the store)" : "");
+    sb_printf(out, "dead letters: %zu   overdue outcomes: %zu\n", sn.dead,
+              sn.overdue);
     return sn.level;
 }
 
@@ -1580,6 +1569,8 @@ redrive_one(store_txn *txn, redriven *rd, const char *actor, const char *note,
     rd->queue_seq = q.queue_seq;
     if (e == HOV_OK)
         e = store_dead_del(txn, d->seq, err);
+    if (e == HOV_OK)
+        e = overdue_on_dead(txn, d->event_seq, d->dest, rd->agency, false, err);
     if (e != HOV_OK)
         return e == HOV_ENOTFOUND
                    ? hov_fail(err, HOV_ESTATE, 0,
@@ -1598,8 +1589,7 @@ redrive_apply(status *s, redriven *rd, uint64_t now)
 {
     requeue q;
     redrive_requeue(rd, &q);
-    if (requeue_apply(s, &q, now, "redrive"))
-        overdue_on_dead(s->od, rd->d.event_id, rd->d.dest, false);
+    (void)requeue_apply(s, &q, now, "redrive");
 }
 
 static int
@@ -2042,17 +2032,15 @@ cmd_overdue(status *s, req *r, sbuf *out, hov_error *err)
     size_t n = 0, total = 0;
     if (v == NULL)
         return refuse(err, HOV_ENOMEM, "list overdue outcomes: out of memory");
-    if (overdue_list(s->od, now, v, STATUS_LIST_MAX, &n, &total, err) !=
-        HOV_OK) {
-        free(v);
-        return H_ERROR;
-    }
-    uint64_t done, all;
-    bool loading = overdue_loading(s->od, &done, &all);
     /* Where each one is in its delivery: an outcome is often late because
      * the request never reached the partner. */
     store_txn *txn = NULL;
-    if (n > 0 && store_begin(s->hub.st, true, &txn, err) != HOV_OK) {
+    if (store_begin(s->hub.st, true, &txn, err) != HOV_OK) {
+        free(v);
+        return H_ERROR;
+    }
+    if (overdue_list(txn, now, v, STATUS_LIST_MAX, &n, &total, err) != HOV_OK) {
+        store_abort(txn);
         free(v);
         return H_ERROR;
     }
@@ -2062,10 +2050,8 @@ cmd_overdue(status *s, req *r, sbuf *out, hov_error *err)
         root = json_object();
         arr = json_array();
     } else {
-        sb_printf(out, "%zu overdue outcome%s, oldest first%s\n", total,
-                  total == 1 ? "" : "s",
-                  loading ? " (still reading the store: the figure may grow)"
-                          : "");
+        sb_printf(out, "%zu overdue outcome%s, oldest first\n", total,
+                  total == 1 ? "" : "s");
         if (n > 0)
             sb_printf(out, "%-36s %-15s %-15s %-14s %-9s %-20s %10s  %s\n",
                       "event id", "type", "priority", "receiver", "agency",
@@ -2074,13 +2060,10 @@ cmd_overdue(status *s, req *r, sbuf *out, hov_error *err)
     for (size_t i = 0; i < n; i++) {
         const overdue_item *it = &v[i];
         const char *state = "unknown";
-        uint64_t seq;
-        uint8_t digest[STORE_DIGEST_BYTES];
         hov_error lerr = {0};
         Handover__Store__Delivery *d = NULL;
-        if (store_event_find(txn, it->event_id, &seq, digest, &lerr) ==
-                HOV_OK &&
-            store_delivery_get(txn, seq, it->dest, &d, &lerr) == HOV_OK) {
+        if (store_delivery_get(txn, it->event_seq, it->dest, &d, &lerr) ==
+            HOV_OK) {
             state = delivery_state_name(d->state);
             if (d->state == HANDOVER__STORE__DELIVERY__STATE__ROUTED &&
                 d->attempts > 0)
@@ -2110,15 +2093,13 @@ cmd_overdue(status *s, req *r, sbuf *out, hov_error *err)
                       config_agency_name(it->agency), t, late, state);
         }
     }
+    size_t waiting = overdue_waiting(txn);
     store_abort(txn);
     free(v);
     if (r->json) {
         jset(root, "count", juint(total), &ok);
         jset(root, "truncated", json_boolean(n < total), &ok);
-        jset(root, "complete", json_boolean(!loading), &ok);
-        jset(root, "events_read", juint(done), &ok);
-        jset(root, "events_to_read", juint(all), &ok);
-        jset(root, "waiting_for_outcomes", juint(overdue_tracked(s->od)), &ok);
+        jset(root, "waiting_for_outcomes", juint(waiting), &ok);
         jset(root, "overdue", arr, &ok);
         json_out(out, root, &ok);
         if (!ok)
@@ -2631,10 +2612,6 @@ status_poll_items(status *s, zmq_pollitem_t *items, size_t cap,
             *timeout_ms = left;
     }
     s->npoll = k;
-    /* While the outcome catch-up runs, come back at once: each pass reads
-     * a few ms of it and frames are still served in between. */
-    if (overdue_loading(s->od, NULL, NULL) && !s->load_error[0])
-        *timeout_ms = 0;
     return k;
 }
 
@@ -2675,21 +2652,4 @@ status_serve(status *s, const zmq_pollitem_t *items, size_t n)
     }
     s->nclients = k;
     s->npoll = 0;
-    if (overdue_loading(s->od, NULL, NULL) && !s->load_error[0]) {
-        hov_error err = {0};
-        uint64_t t0 = hov_mono_us();
-        if (overdue_load_step(s->od, s->hub.st, LOAD_SLICE_US, &err) !=
-            HOV_OK) {
-            /* Shown in status; a start-up retries. */
-            hov_strlcpy(s->load_error, sizeof s->load_error, err.msg);
-            hov_errorf("overdue tracking stopped: %s", err.msg);
-        } else if (!overdue_loading(s->od, NULL, NULL)) {
-            uint64_t total;
-            overdue_loading(s->od, NULL, &total);
-            hov_info("overdue tracking ready: %llu stored events read, %zu "
-                     "requests wait for outcomes (last slice %llu us)",
-                     (unsigned long long)total, overdue_tracked(s->od),
-                     (unsigned long long)(hov_mono_us() - t0));
-        }
-    }
 }

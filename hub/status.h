@@ -116,18 +116,16 @@ void status_serve(status *s, const zmq_pollitem_t *items, size_t n);
 void status_on_adapter(status *s, const char *client, config_agency agency,
                        bool consume, bool up);
 
-/* An accepted, committed, non-duplicate event from agency from, routed as
- * routes says. Borrows everything for the call. */
-void status_on_publish(status *s, const Handover__Event *ev, config_agency from,
-                       const route_result *routes);
+/* An accepted, committed, non-duplicate event, routed as routes says
+ * (rates per destination). Borrows routes for the call. */
+void status_on_publish(status *s, const route_result *routes);
 
 typedef enum status_settled {
     STATUS_SETTLED_DONE, /* the partner accepted it */
     STATUS_SETTLED_DEAD, /* it went to dead letters */
 } status_settled;
 
-/* A delivery of event_id to dest (queue: its agency) left the queue. */
-void status_on_settle(status *s, unsigned queue, const char *event_id,
-                      const char *dest, status_settled how);
+/* A delivery (queue: its agency) left the queue. */
+void status_on_settle(status *s, unsigned queue, status_settled how);
 
 #endif

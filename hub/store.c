@@ -22,11 +22,12 @@ enum {
     DB_REPLIES,
     DB_AUDIT,
     DB_META,
+    DB_WAITING,
     DB_N
 };
-static const char *db_names[DB_N] = {"events",  "ids",   "recent",
-                                     "queue",   "dead",  "deliveries",
-                                     "replies", "audit", "meta"};
+static const char *db_names[DB_N] = {"events", "ids",        "recent",  "queue",
+                                     "dead",   "deliveries", "replies", "audit",
+                                     "meta",   "waiting"};
 
 /* Counters and chain head: committed copies live in store, staged copies in
  * the write transaction, so an aborted batch leaves no gap or fork. */
@@ -55,6 +56,7 @@ struct store {
     bool broken;           /* LMDB said MDB_PANIC */
     uint64_t prealloc_end; /* the data file is allocated up to here */
     bool prealloc_warned;
+    bool no_waiting; /* read-only store without the waiting index */
     hov_map *recent; /* 16-byte id -> recent_id, not yet in ids */
     size_t merge_at; /* merge recent into ids at this many */
     counters c;
@@ -364,6 +366,12 @@ store_open_rdonly(store *s, const char *dir, hov_error *err)
         return store_mdb_err(err, rc, "begin", "open transaction");
     for (int i = 0; i < DB_N; i++) {
         if ((rc = mdb_dbi_open(txn, db_names[i], 0, &s->dbi[i])) != 0) {
+            if (rc == MDB_NOTFOUND && i == DB_WAITING) {
+                /* A store from before the index (the hub builds it at its
+                 * next start): the audit tools do not need it. */
+                s->no_waiting = true;
+                continue;
+            }
             mdb_txn_abort(txn);
             if (rc == MDB_NOTFOUND)
                 return hov_fail(err, HOV_ESTORE, rc,
@@ -1129,6 +1137,89 @@ store_meta_del(store_txn *t, const char *key, hov_error *err)
     if (rc != 0)
         return txn_fail(t, err, rc, "delete", key);
     return HOV_OK;
+}
+
+/* ------------------------------------------------------------- waiting */
+
+/* due (8, BE) + event seq (8, BE) + dest: deadlines sort first, so the
+ * overdue are a prefix of the tree. */
+static size_t
+waiting_key(uint8_t *buf, size_t cap, uint64_t due_ms, uint64_t seq,
+            const char *dest)
+{
+    be64(buf, due_ms);
+    return 8 + seq_key(buf + 8, cap - 8, seq, dest);
+}
+
+hov_err
+store_waiting_put(store_txn *t, uint64_t due_ms, uint64_t event_seq,
+                  const char *dest, unsigned agency, hov_error *err)
+{
+    if (t->rdonly || t->poisoned)
+        return hov_fail(err, HOV_ESTATE, 0, "cannot write waiting now");
+    uint8_t kb[96], ab = (uint8_t)agency;
+    size_t kl = waiting_key(kb, sizeof kb, due_ms, event_seq, dest);
+    MDB_val k = {kl, kb}, v = {1, &ab};
+    int rc = mdb_put(t->txn, t->s->dbi[DB_WAITING], &k, &v, 0);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "store", "waiting index");
+    return HOV_OK;
+}
+
+hov_err
+store_waiting_del(store_txn *t, uint64_t due_ms, uint64_t event_seq,
+                  const char *dest, hov_error *err)
+{
+    if (t->rdonly || t->poisoned)
+        return hov_fail(err, HOV_ESTATE, 0, "cannot write waiting now");
+    uint8_t kb[96];
+    size_t kl = waiting_key(kb, sizeof kb, due_ms, event_seq, dest);
+    MDB_val k = {kl, kb};
+    int rc = mdb_del(t->txn, t->s->dbi[DB_WAITING], &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return HOV_ENOTFOUND;
+    if (rc != 0)
+        return txn_fail(t, err, rc, "delete", "waiting index");
+    return HOV_OK;
+}
+
+hov_err
+store_waiting_scan(store_txn *t, store_waiting_fn fn, void *arg, hov_error *err)
+{
+    if (t->s->no_waiting)
+        return HOV_OK;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_WAITING], &cur);
+    if (rc != 0)
+        return txn_fail(t, err, rc, "open cursor", "waiting index");
+    MDB_val k, v;
+    hov_err e = HOV_OK;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && e == HOV_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < 16 || v.mv_size != 1)
+            continue; /* not ours: nothing else writes here */
+        const uint8_t *kp = k.mv_data;
+        char dest[80];
+        size_t dl =
+            k.mv_size - 16 < sizeof dest - 1 ? k.mv_size - 16 : sizeof dest - 1;
+        memcpy(dest, kp + 16, dl);
+        dest[dl] = '\0';
+        e = fn(arg, rd_be64(kp), rd_be64(kp + 8), dest,
+               *(const uint8_t *)v.mv_data, err);
+    }
+    mdb_cursor_close(cur);
+    if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        e = txn_fail(t, err, rc, "scan", "waiting index");
+    return e;
+}
+
+size_t
+store_waiting_count(store_txn *t)
+{
+    MDB_stat st;
+    if (t->s->no_waiting || mdb_stat(t->txn, t->s->dbi[DB_WAITING], &st) != 0)
+        return 0;
+    return st.ms_entries;
 }
 
 #define MERGE_CHUNK 4096

@@ -13,6 +13,9 @@
  *   meta        short text key                  -> operational settings
  *                                                  that outlive a restart
  *                                                  ("pause/<agency>": Pause)
+ *   waiting     due (8, BE) + event seq + dest  -> agency (1 byte): each
+ *                                                  receiver that still owes
+ *                                                  an outcome (overdue.h)
  *
  * Events are keyed by arrival order, not by their (random) id: a batch of
  * a thousand inserts then fills the end of the tree, where keyed by id it
@@ -264,6 +267,30 @@ typedef hov_err (*store_audit_fn)(void *arg,
 HOV_NODISCARD hov_err store_audit_scan(store_txn *txn, uint64_t from_seq,
                                        store_audit_fn fn, void *arg,
                                        hov_error *err);
+
+/* --------------------------------------------------------------- waiting */
+
+/* The receivers that owe an outcome, by deadline (hub/overdue.h keeps it).
+ * put: insert or replace; del: HOV_ENOTFOUND when absent (not a poisoning
+ * failure). Errors of either poison txn (R7). */
+HOV_NODISCARD hov_err store_waiting_put(store_txn *txn, uint64_t due_ms,
+                                        uint64_t event_seq, const char *dest,
+                                        unsigned agency, hov_error *err);
+HOV_NODISCARD hov_err store_waiting_del(store_txn *txn, uint64_t due_ms,
+                                        uint64_t event_seq, const char *dest,
+                                        hov_error *err);
+
+/* Call fn for each waiting receiver, earliest deadline first. dest is
+ * borrowed for the call. Stops at the first non-OK return, which is
+ * returned (a caller may return a code of its own to stop early). */
+typedef hov_err (*store_waiting_fn)(void *arg, uint64_t due_ms,
+                                    uint64_t event_seq, const char *dest,
+                                    unsigned agency, hov_error *err);
+HOV_NODISCARD hov_err store_waiting_scan(store_txn *txn, store_waiting_fn fn,
+                                         void *arg, hov_error *err);
+
+/* Receivers waiting (LMDB's entry count: no scan). */
+size_t store_waiting_count(store_txn *txn);
 
 /* ------------------------------------------------------------------ meta */
 
