@@ -100,6 +100,20 @@ Test(hub, dedupe_and_conflict)
     th_publish(gp, &s, &m);
     cr_assert_eq(m.kind, HOV_MSG_ACK);
     cr_assert(m.duplicate, "recorded_at is not part of the digest");
+    /* Nor the fields the hub sets itself, whatever the sender put there. */
+    s.ev.received_at = (char *)"2030-01-01T00:00:01Z";
+    s.source.agency = (char *)"nursing";
+    th_publish(gp, &s, &m);
+    cr_assert_eq(m.kind, HOV_MSG_ACK);
+    cr_assert(m.duplicate, "received_at and source.agency are the hub's");
+    s.ev.received_at = (char *)"";
+    s.source.agency = (char *)"";
+
+    /* Same id, another field of source changed: a conflict. */
+    char *ref = s.source.ref;
+    s.source.ref = (char *)"another-ref";
+    th_publish_nak(gp, &s, HOV_ECONFLICT);
+    s.source.ref = ref;
 
     /* Same id, other content: a conflict. */
     s.ev.reason = (char *)"A different reason entirely";
