@@ -256,10 +256,11 @@ apply_publish(const commit_ctx *c, batch *bt, store_txn *txn, op *o,
     if ((e = store_event(bt, txn, o, actor, &seq, err)) != HOV_OK)
         goto out;
 
+    /* Built without snprintf: this runs for every event. */
     char detail[512];
-    size_t dl = 0;
-    dl += (size_t)snprintf(detail, sizeof detail, "from %s; routed to",
-                           ev->source->org->code);
+    size_t dl = hov_stradd(detail, sizeof detail, 0, "from ");
+    dl = hov_stradd(detail, sizeof detail, dl, ev->source->org->code);
+    dl = hov_stradd(detail, sizeof detail, dl, "; routed to");
     for (size_t i = 0; i < o->routes.n; i++) {
         route_dest *d = &o->routes.dest[i];
         if (d->dead) {
@@ -309,15 +310,15 @@ apply_publish(const commit_ctx *c, batch *bt, store_txn *txn, op *o,
                               HANDOVER__STORE__DELIVERY__STATE__ROUTED,
                               d->agency, it->seq, 0, now, err)) != HOV_OK)
             goto out;
-        if (dl < sizeof detail)
-            dl += (size_t)snprintf(detail + dl, sizeof detail - dl, " %s",
-                                   d->code);
+        dl = hov_stradd(detail, sizeof detail, dl, " ");
+        dl = hov_stradd(detail, sizeof detail, dl, d->code);
     }
-    if (o->n_items == 0 && dl < sizeof detail)
-        dl += (size_t)snprintf(detail + dl, sizeof detail - dl,
-                               " nobody (recorded only)");
-    if (o->routes.warning[0] && dl < sizeof detail)
-        snprintf(detail + dl, sizeof detail - dl, "; %s", o->routes.warning);
+    if (o->n_items == 0)
+        dl = hov_stradd(detail, sizeof detail, dl, " nobody (recorded only)");
+    if (o->routes.warning[0]) {
+        dl = hov_stradd(detail, sizeof detail, dl, "; ");
+        dl = hov_stradd(detail, sizeof detail, dl, o->routes.warning);
+    }
     if ((e = overdue_on_publish(txn, ev, seq, &o->routes, err)) != HOV_OK)
         goto out;
     if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME &&
@@ -354,8 +355,10 @@ apply_settle(const commit_ctx *c, store_txn *txn, op *o, uint64_t now,
     hov_err e;
     char detail[400];
     if (o->outcome == HANDOVER__SETTLE_OUTCOME__SETTLE_DONE) {
-        snprintf(detail, sizeof detail, "to %s, attempt %u", it->dest,
-                 it->attempts);
+        size_t dl = hov_stradd(detail, sizeof detail, 0, "to ");
+        dl = hov_stradd(detail, sizeof detail, dl, it->dest);
+        dl = hov_stradd(detail, sizeof detail, dl, ", attempt ");
+        (void)hov_stradd_u(detail, sizeof detail, dl, it->attempts);
         if ((e = store_queue_del(txn, it->queue, it->seq, err)) != HOV_OK &&
             e != HOV_ENOTFOUND)
             return e;

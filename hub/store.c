@@ -337,6 +337,14 @@ store_open(store *s, const char *dir, hov_error *err)
         return store_mdb_err(err, rc, "commit", "open transaction");
     s->open = true;
     store_prealloc(s);
+    /* The recent ids fill up to merge_at between merges: room for them now
+     * rather than copying the map at every doubling on the hot path. A
+     * failure only costs those copies. */
+    hov_error rerr = {0};
+    if (hov_map_reserve(s->recent,
+                        s->merge_at < 1u << 20 ? s->merge_at : 1u << 20,
+                        &rerr) != HOV_OK)
+        hov_warn("recent ids: %s", rerr.msg);
     return HOV_OK;
 }
 

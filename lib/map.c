@@ -1,5 +1,6 @@
 #include "handover/map.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,23 @@ map_grow(hov_map *m)
     return 0;
 }
 
+/* Keep the load under 3/4: linear probing slows down sharply above. */
+static bool
+map_room(const hov_map *m, size_t n)
+{
+    return n * 4 <= m->cap * 3;
+}
+
+hov_err
+hov_map_reserve(hov_map *m, size_t n, hov_error *err)
+{
+    while (!map_room(m, n))
+        if (map_grow(m) != 0)
+            return hov_fail(err, HOV_ENOMEM, 0, "grow map to %zu slots",
+                            m->cap * 2);
+    return HOV_OK;
+}
+
 hov_err
 hov_map_put(hov_map *m, const void *key, size_t klen, void *value,
             hov_error *err)
@@ -135,7 +153,7 @@ hov_map_put(hov_map *m, const void *key, size_t klen, void *value,
         m->slots[i].value = value;
         return HOV_OK;
     }
-    if ((m->count + 1) * 4 > m->cap * 3) { /* keep the load under 3/4 */
+    if (!map_room(m, m->count + 1)) {
         if (map_grow(m) != 0)
             return hov_fail(err, HOV_ENOMEM, 0, "grow map to %zu slots",
                             m->cap * 2);

@@ -14,6 +14,26 @@ hov_strlcpy(char *dst, size_t cap, const char *src)
     return n;
 }
 
+size_t
+hov_stradd(char *dst, size_t cap, size_t len, const char *src)
+{
+    size_t n = hov_strlcpy(dst + len, cap - len, src);
+    return n < cap - len ? len + n : cap - 1;
+}
+
+size_t
+hov_stradd_u(char *dst, size_t cap, size_t len, unsigned long long v)
+{
+    char digits[24];
+    size_t n = sizeof digits - 1;
+    digits[n] = '\0';
+    do {
+        digits[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return hov_stradd(dst, cap, len, digits + n);
+}
+
 void
 hov_echo(char *out, size_t outsz, const char *s, size_t max)
 {
@@ -32,25 +52,47 @@ hov_echo(char *out, size_t outsz, const char *s, size_t max)
     out[n] = '\0';
 }
 
-size_t
-hov_utf8_chars(const char *s)
+#define HIGH_BITS 0x8080808080808080ULL
+
+/* Most text is ASCII: take it eight bytes at a time. Returns the first
+ * byte at or after s, before end, that is not ASCII (or end). */
+static const unsigned char *
+ascii_run(const unsigned char *s, const unsigned char *end)
 {
-    size_t n = 0;
-    for (; *s != '\0'; s++)
-        if (((unsigned char)*s & 0xc0) != 0x80)
-            n++;
-    return n;
+    for (; end - s >= 8; s += 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        if (w & HIGH_BITS)
+            break;
+    }
+    while (s < end && *s < 0x80)
+        s++;
+    return s;
+}
+
+size_t
+hov_utf8_chars(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n = strlen(str), cont = 0;
+    const unsigned char *end = s + n;
+    for (; end - s >= 8; s += 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        /* Continuation bytes (10xxxxxx): bit 7 set, bit 6 clear. */
+        cont += (size_t)__builtin_popcountll(w & ~(w << 1) & HIGH_BITS);
+    }
+    for (; s < end; s++)
+        cont += (*s & 0xc0) == 0x80;
+    return n - cont;
 }
 
 bool
 hov_utf8_valid(const char *str)
 {
     const unsigned char *s = (const unsigned char *)str;
-    while (*s != 0) {
-        if (*s < 0x80) {
-            s++;
-            continue;
-        }
+    const unsigned char *end = s + strlen(str);
+    while ((s = ascii_run(s, end)) < end) {
         int more;
         uint32_t cp, min;
         if ((*s & 0xe0) == 0xc0) {

@@ -29,6 +29,10 @@ void *hov_map_get(const hov_map *m, const void *key, size_t klen);
 HOV_NODISCARD hov_err hov_map_put(hov_map *m, const void *key, size_t klen,
                                   void *value, hov_error *err);
 
+/* Make room for n entries in all, so that the map does not grow (and
+ * copy itself) while it fills up to n. HOV_ENOMEM: the map is unchanged. */
+HOV_NODISCARD hov_err hov_map_reserve(hov_map *m, size_t n, hov_error *err);
+
 /* Remove key; returns its value, or NULL when absent. */
 void *hov_map_del(hov_map *m, const void *key, size_t klen);
 

@@ -11,6 +11,12 @@
  * replacement for snprintf("%s"), which is slow for plain copies. */
 size_t hov_strlcpy(char *dst, size_t cap, const char *src);
 
+/* Append src, or the decimal digits of v, to the string of len bytes in
+ * dst (cap > len), cut to fit and always terminated; returns the new
+ * length. For building messages on the hot path without snprintf. */
+size_t hov_stradd(char *dst, size_t cap, size_t len, const char *src);
+size_t hov_stradd_u(char *dst, size_t cap, size_t len, unsigned long long v);
+
 /* At most max characters of s (NULL reads as "") into out for a message:
  * bytes other than printable ASCII become '?', so a message stays one
  * readable line whatever arrived, and a cut is marked "...". A bad input

@@ -1,4 +1,5 @@
-/* The hash map against a plain array, through growth and deletions. */
+/* The hash map against a plain array, through growth, a reserve and
+ * deletions. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@ Test(map, matches_a_reference_through_deletes, .timeout = 10)
     char key[32];
     srand(7);
     for (int round = 0; round < 20 * N; round++) {
+        if (round == N) /* made bigger while full of entries */
+            cr_assert(hov_map_reserve(m, 4 * N, &err) == HOV_OK);
         int k = rand() % N;
         int n = snprintf(key, sizeof key, "key-%d", k);
         if (rand() % 3 == 0) {
