@@ -102,10 +102,10 @@ hov_map_get(const hov_map *m, const void *key, size_t klen)
     return m->slots[i].value;
 }
 
+/* Move every entry into a new table of ncap slots (a power of two). */
 static int
-map_grow(hov_map *m)
+map_resize(hov_map *m, size_t ncap)
 {
-    size_t ncap = m->cap * 2;
     slot *ns = calloc(ncap, sizeof *ns);
     if (ns == NULL)
         return -1;
@@ -126,18 +126,19 @@ map_grow(hov_map *m)
 
 /* Keep the load under 3/4: linear probing slows down sharply above. */
 static bool
-map_room(const hov_map *m, size_t n)
+map_room(size_t cap, size_t n)
 {
-    return n * 4 <= m->cap * 3;
+    return n * 4 <= cap * 3;
 }
 
 hov_err
 hov_map_reserve(hov_map *m, size_t n, hov_error *err)
 {
-    while (!map_room(m, n))
-        if (map_grow(m) != 0)
-            return hov_fail(err, HOV_ENOMEM, 0, "grow map to %zu slots",
-                            m->cap * 2);
+    size_t ncap = m->cap;
+    while (!map_room(ncap, n))
+        ncap *= 2;
+    if (ncap > m->cap && map_resize(m, ncap) != 0)
+        return hov_fail(err, HOV_ENOMEM, 0, "grow map to %zu slots", ncap);
     return HOV_OK;
 }
 
@@ -153,8 +154,8 @@ hov_map_put(hov_map *m, const void *key, size_t klen, void *value,
         m->slots[i].value = value;
         return HOV_OK;
     }
-    if (!map_room(m, m->count + 1)) {
-        if (map_grow(m) != 0)
+    if (!map_room(m->cap, m->count + 1)) {
+        if (map_resize(m, m->cap * 2) != 0)
             return hov_fail(err, HOV_ENOMEM, 0, "grow map to %zu slots",
                             m->cap * 2);
         i = map_find(m, key, klen, h);
