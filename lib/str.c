@@ -80,7 +80,8 @@ hov_utf8_chars(const char *str)
         uint64_t w;
         memcpy(&w, s, 8);
         /* Continuation bytes (10xxxxxx): bit 7 set, bit 6 clear. */
-        cont += (size_t)__builtin_popcountll(w & ~(w << 1) & HIGH_BITS);
+        uint64_t c = (w & ~(w << 1) & HIGH_BITS) >> 7;       /* 0 or 1 a byte */
+        cont += (size_t)((c * 0x0101010101010101ULL) >> 56); /* their sum */
     }
     for (; s < end; s++)
         cont += (*s & 0xc0) == 0x80;

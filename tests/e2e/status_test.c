@@ -32,10 +32,24 @@ static char cfg_dir[200]; /* a test's own configuration folder, or "" */
 static char data_dir[300];
 static char sock_path[320];
 
-static const char *fast[] = {
-    "--set", "heartbeat_ms=200",   "--set", "backoff_initial_ms=100",
-    "--set", "backoff_max_ms=400", NULL,
-};
+/* Short heartbeats and back-off. The test's clients answer heartbeats
+ * only while the test waits on them: under the sanitizers, beside other
+ * tests, one step between waits (handover-ctl run as a process) can take
+ * longer than the hub waits for a frame, so the heartbeat scales with the
+ * timeout multiplier. */
+static const char *const *
+fast(void)
+{
+    static char hb[40];
+    static const char *args[] = {
+        "--set", hb,
+        "--set", "backoff_initial_ms=100",
+        "--set", "backoff_max_ms=400",
+        NULL,
+    };
+    snprintf(hb, sizeof hb, "heartbeat_ms=%d", th_ms(200));
+    return args;
+}
 
 static void
 use_hub(const char *const *extra)
@@ -318,7 +332,7 @@ audit_count(const char *action, const char *actor, const char *event_id,
 
 Test(status, socket_mode_exit_codes_and_a_silent_client)
 {
-    use_hub(fast);
+    use_hub(fast());
     struct stat st;
     cr_assert(lstat(sock_path, &st) == 0, "%s: %s", sock_path, strerror(errno));
     cr_assert(S_ISSOCK(st.st_mode));
@@ -430,7 +444,7 @@ Test(status, store_nearly_full_is_critical)
 
 Test(status, figures_match_what_was_pushed)
 {
-    use_hub(fast);
+    use_hub(fast());
     hov_client *gp = th_client(&hub, "gp", "t-gp", false, 0);
     enum { N = 6, K = 4 };
     for (int i = 0; i < N; i++) {
@@ -688,7 +702,7 @@ Test(status, dead_letters_redrive_needs_an_operator_and_is_audited)
 
 Test(status, pause_holds_deliveries_across_restarts)
 {
-    use_hub(fast);
+    use_hub(fast());
     ctl_result *r = result();
     ctl(r, "pause", "nursing", "--operator", "carol", NULL);
     cr_assert_eq(r->status, 0, "%s %s", r->out, r->err);
@@ -750,7 +764,7 @@ Test(status, pause_holds_deliveries_across_restarts)
 
 Test(status, overdue_outcomes)
 {
-    use_hub(fast);
+    use_hub(fast());
     hov_client *gp = th_client(&hub, "gp", "t-gp", false, 0);
     hov_client *n = th_client(&hub, "nursing", "t-n", true, 8);
     uint64_t now = hov_now_ms();
@@ -839,7 +853,7 @@ Test(status, overdue_outcomes)
 /* Prometheus text exposition: comments, then `name{labels} value`. */
 Test(status, metrics_are_prometheus_text)
 {
-    use_hub(fast);
+    use_hub(fast());
     hov_client *gp = th_client(&hub, "gp", "t-gp", false, 0);
     for (int i = 0; i < 2; i++) {
         hov_sample s;
