@@ -78,23 +78,28 @@ typedef struct stored {
     Handover__Event *ev;
 } stored;
 
+/* The stored event seq, unpacked. HOV_ENOTFOUND (err untouched, with a
+ * log line) when it is missing or cannot be decoded: the deadlines of one
+ * damaged event must not stop the batch that settles it; a store failure
+ * (which poisons txn) is returned as such. */
 static hov_err
 stored_read(store_txn *txn, uint64_t seq, stored *out, hov_error *err)
 {
     const uint8_t *data;
     size_t len;
     hov_err e = store_event_read(txn, seq, &data, &len, err);
-    if (e == HOV_ENOTFOUND)
-        return hov_fail(err, HOV_ESTORE, 0,
-                        "event %llu is routed but missing from the store",
-                        (unsigned long long)seq);
-    if (e != HOV_OK)
+    if (e == HOV_OK) {
+        out->ev = handover__event__unpack(NULL, len, data);
+        if (out->ev != NULL)
+            return HOV_OK;
+    }
+    if (e != HOV_OK && e != HOV_ENOTFOUND)
         return e;
-    out->ev = handover__event__unpack(NULL, len, data);
-    if (out->ev == NULL)
-        return hov_fail(err, HOV_ESTORE, 0, "stored event %llu is unreadable",
-                        (unsigned long long)seq);
-    return HOV_OK;
+    hov_warn("overdue tracking: stored event %llu is %s; its outcome "
+             "deadlines are left as they were",
+             (unsigned long long)seq,
+             e == HOV_ENOTFOUND ? "missing" : "unreadable");
+    return HOV_ENOTFOUND;
 }
 
 static void
@@ -181,7 +186,7 @@ answered_one(void *arg, uint64_t reply_seq, hov_error *err)
     stored o = {0};
     hov_err e = stored_read(c->txn, reply_seq, &o, err);
     if (e != HOV_OK)
-        return e;
+        return e == HOV_ENOTFOUND ? HOV_OK : e;
     const Handover__Event *ev = o.ev;
     if (ev->source && ev->source->agency &&
         config_agency_parse(ev->source->agency) == (int)c->agency &&
@@ -212,7 +217,7 @@ overdue_on_dead(store_txn *txn, uint64_t event_seq, const char *dest,
         e = store_waiting_put(txn, due, event_seq, dest, agency, err);
 out:
     stored_free(&r);
-    return e;
+    return e == HOV_ENOTFOUND ? HOV_OK : e;
 }
 
 /* ------------------------------------------------------------- queries */
@@ -351,15 +356,16 @@ build_one(void *arg, uint64_t seq, const uint8_t *data, size_t len,
         uint64_t rseq;
         uint8_t digest[STORE_DIGEST_BYTES];
         stored r = {0};
-        hov_error ferr = {0};
         if (from >= 0 && ev->in_reply_to &&
-            store_event_find(c->txn, ev->in_reply_to, &rseq, digest, &ferr) ==
-                HOV_OK &&
+            (e = store_event_find(c->txn, ev->in_reply_to, &rseq, digest,
+                                  err)) == HOV_OK &&
             (e = stored_read(c->txn, rseq, &r, err)) == HOV_OK)
             e = overdue_on_outcome(c->txn, r.ev, rseq, (config_agency)from,
                                    ev->outcome ? ev->outcome->status : NULL,
                                    err);
         stored_free(&r);
+        if (e == HOV_ENOTFOUND)
+            e = HOV_OK; /* the hub never accepts such an outcome */
     }
     handover__event__free_unpacked(ev, NULL);
     return e;

@@ -282,6 +282,12 @@ Test(overdue, dead_letters_are_not_overdue_until_redriven)
     dead(seq, "Z99009", AGENCY_GP, true);
     dead(seq, "Z99009", AGENCY_GP, false);
     cr_assert_eq(count(later, NULL), 0, "its outcome is on record");
+
+    /* An event the store does not hold (or cannot decode) leaves the
+     * index as it was rather than failing the batch that settles it. */
+    dead(seq + 1000, "Z99009", AGENCY_GP, true);
+    dead(seq + 1000, "Z99009", AGENCY_GP, false);
+    cr_assert_eq(waiting(), 0);
 }
 
 /* The overdue are the front of the index: the count stops at the first
