@@ -713,8 +713,13 @@ effects_publish(broker *b, op *o, uint64_t now)
     for (size_t i = 0; i < o->n_items; i++) {
         queue_item *it = o->items[i];
         hov_error err = {0};
-        if (queue_add(&b->queues[it->queue], it, o->ev->patient->nhs_number,
-                      wall, &err) != HOV_OK) {
+        queue *q = &b->queues[it->queue];
+        if (queue_must_spill(q)) {
+            /* Durable in the store; read back in order as q drains. */
+            queue_spill(q, it->seq);
+            queue_item_free(it);
+        } else if (queue_add(q, it, o->ev->patient->nhs_number, wall, &err) !=
+                   HOV_OK) {
             /* Durable already: the hub's next start loads it again. */
             hov_errorf("queue event=%s dest=%s: %s (delivered after a "
                        "restart)",
@@ -902,6 +907,111 @@ dispatch_one(broker *b, store_txn *txn, session *s, queue_item *it,
     return HOV_OK;
 }
 
+/* A queue entry read from the store as an item, or NULL (out of memory). */
+static queue_item *
+item_from_entry(uint64_t seq, const Handover__Store__QueueEntry *e)
+{
+    queue_item *it = queue_item_new();
+    if (it == NULL)
+        return NULL;
+    it->seq = seq;
+    it->event_seq = e->event_seq;
+    it->attempts = e->attempts;
+    it->not_before_ms = e->not_before_ms;
+    it->enqueued_ms = e->enqueued_ms;
+    hov_strlcpy(it->event_id, sizeof it->event_id, e->event_id);
+    hov_strlcpy(it->dest, sizeof it->dest, e->destination);
+    hov_strlcpy(it->view, sizeof it->view, e->view[0] ? e->view : "full");
+    return it;
+}
+
+static const char *
+entry_patient(const Handover__Store__QueueEntry *e)
+{
+    return e->patient[0] ? e->patient : e->event_id;
+}
+
+/* At start: each queue's first queue_memory_max entries into memory, the
+ * rest counted as spilled (read back as the queue drains). */
+static hov_err
+load_entry(void *arg, unsigned qn, uint64_t seq,
+           const Handover__Store__QueueEntry *e, hov_error *err)
+{
+    broker *b = arg;
+    if (qn >= AGENCY_COUNT)
+        return hov_fail(err, HOV_ESTORE, 0,
+                        "queue entry %llu names queue %u, which does not "
+                        "exist",
+                        (unsigned long long)seq, qn);
+    queue *q = &b->queues[qn];
+    if (queue_must_spill(q)) {
+        queue_spill(q, seq);
+        return HOV_OK;
+    }
+    queue_item *it = item_from_entry(seq, e);
+    if (it == NULL)
+        return hov_fail(err, HOV_ENOMEM, 0, "load queue");
+    hov_err rc = queue_add(q, it, entry_patient(e), hov_now_ms(), err);
+    if (rc != HOV_OK)
+        queue_item_free(it);
+    return rc;
+}
+
+typedef struct refill_ctx {
+    queue *q;
+    size_t want;
+    uint64_t now;
+} refill_ctx;
+
+static hov_err
+refill_one(void *arg, unsigned qn, uint64_t seq,
+           const Handover__Store__QueueEntry *e, hov_error *err)
+{
+    refill_ctx *c = arg;
+    (void)qn;
+    if (c->want == 0)
+        return HOV_ETIMEDOUT; /* enough for now (err untouched) */
+    queue_item *it = item_from_entry(seq, e);
+    if (it == NULL)
+        return hov_fail(err, HOV_ENOMEM, 0, "read queue %u back", c->q->id);
+    hov_err rc = queue_unspill(c->q, it, entry_patient(e), c->now, err);
+    if (rc != HOV_OK)
+        queue_item_free(it);
+    c->want--;
+    return rc;
+}
+
+/* Read spilled deliveries of q back from the store, in order, up to
+ * queue_memory_max held. A failure leaves them spilled, tried again at the
+ * next pass. Between commits: no write transaction is open. */
+static void
+refill_queue(broker *b, queue *q)
+{
+    if (!queue_wants_refill(q))
+        return;
+    store_txn *txn;
+    hov_error err = {0};
+    if (store_begin(b->st, true, &txn, &err) != HOV_OK) {
+        hov_warn("queue %s: spilled deliveries not read back yet: %s",
+                 config_agency_name(q->id), err.msg);
+        return;
+    }
+    refill_ctx c = {q, q->mem_max - queue_held(q), hov_now_ms()};
+    hov_err e =
+        store_queue_scan_from(txn, q->id, q->spill_from, refill_one, &c, &err);
+    store_abort(txn);
+    if (e == HOV_OK) {
+        size_t left = queue_spill_done(q);
+        if (left > 0)
+            hov_warn("queue %s: %zu spilled deliveries were counted but not "
+                     "found in the store (the depth is corrected)",
+                     config_agency_name(q->id), left);
+    } else if (e != HOV_ETIMEDOUT) {
+        hov_warn("queue %s: spilled deliveries not read back yet: %s",
+                 config_agency_name(q->id), err.msg);
+    }
+}
+
 static void
 dispatch(broker *b)
 {
@@ -911,6 +1021,7 @@ dispatch(broker *b)
     session *cons[64];
     for (unsigned qn = 0; qn < AGENCY_COUNT; qn++) {
         queue *q = &b->queues[qn];
+        refill_queue(b, q);
         if (q->ready.count == 0 || q->paused)
             continue;
         size_t nc = 0;
@@ -1130,8 +1241,11 @@ broker_new(broker **out, const config *cfg, hov_error *err)
         e = hov_map_new(&b->sessions, err);
     if (e == HOV_OK)
         e = hov_map_new(&b->inflight_ids, err);
-    for (unsigned i = 0; e == HOV_OK && i < AGENCY_COUNT; i++)
+    for (unsigned i = 0; e == HOV_OK && i < AGENCY_COUNT; i++) {
         e = queue_init(&b->queues[i], i, err);
+        b->queues[i].mem_max =
+            cfg->queue_memory_max ? cfg->queue_memory_max : 1;
+    }
     if (e == HOV_OK)
         e = store_new(&b->st, err);
     hov_uuid_v4(b->instance);
@@ -1152,34 +1266,6 @@ broker_new(broker **out, const config *cfg, hov_error *err)
     b->full_checked = -1;
     *out = b;
     return HOV_OK;
-}
-
-static hov_err
-load_entry(void *arg, unsigned qn, uint64_t seq,
-           const Handover__Store__QueueEntry *e, hov_error *err)
-{
-    broker *b = arg;
-    if (qn >= AGENCY_COUNT)
-        return hov_fail(err, HOV_ESTORE, 0,
-                        "queue entry %llu names queue %u, which does not "
-                        "exist",
-                        (unsigned long long)seq, qn);
-    queue_item *it = queue_item_new();
-    if (it == NULL)
-        return hov_fail(err, HOV_ENOMEM, 0, "load queue");
-    it->seq = seq;
-    it->event_seq = e->event_seq;
-    it->attempts = e->attempts;
-    it->not_before_ms = e->not_before_ms;
-    it->enqueued_ms = e->enqueued_ms;
-    snprintf(it->event_id, sizeof it->event_id, "%s", e->event_id);
-    snprintf(it->dest, sizeof it->dest, "%s", e->destination);
-    snprintf(it->view, sizeof it->view, "%s", e->view[0] ? e->view : "full");
-    const char *patient = e->patient[0] ? e->patient : e->event_id;
-    hov_err rc = queue_add(&b->queues[qn], it, patient, hov_now_ms(), err);
-    if (rc != HOV_OK)
-        queue_item_free(it);
-    return rc;
 }
 
 /* CURVE on the hub socket, with the ZAP handler bound first; or the

@@ -26,6 +26,8 @@ const char config_default_yaml[] =
     "  backoff_max_ms: 300000\n"
     "  batch_max: 2048\n"
     "  ids_merge_at: 65536\n"
+    "  queue_memory_max: 10000     # deliveries per agency held in memory; "
+    "the rest wait in the store\n"
     "  deliver_discharge_outcomes: false\n"
     "\n"
     "organisations:\n"
@@ -126,6 +128,7 @@ config_defaults(config *c)
     c->backoff_max_ms = 300000;
     c->batch_max = 2048;
     c->ids_merge_at = 65536;
+    c->queue_memory_max = 10000;
 }
 
 /* ------------------------------------------------------------ parsing --- */
@@ -219,6 +222,7 @@ setting_apply(config *c, parse_ctx *p, const yaml_node_t *n, const char *key)
     U("backoff_max_ms", backoff_max_ms, 86400000)
     U("batch_max", batch_max, 1000000)
     U("ids_merge_at", ids_merge_at, 10000000)
+    U("queue_memory_max", queue_memory_max, 10000000)
 #undef U
     if (strcmp(key, "map_size_mb") == 0) {
         if ((rc = parse_uint(p, n, key, 1ULL << 30, &v)) != HOV_OK)

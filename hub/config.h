@@ -78,6 +78,10 @@ typedef struct config {
     unsigned backoff_max_ms;
     unsigned batch_max;    /* frames per group commit, at most */
     unsigned ids_merge_at; /* new ids gathered before a sorted merge */
+    /* Deliveries of one agency's queue held in memory; beyond it they wait
+     * in the store only and are read in order as the queue drains, so a
+     * long backlog does not grow the hub's memory. */
+    unsigned queue_memory_max;
     bool deliver_discharge_outcomes;
     config_org *orgs;
     size_t n_orgs;

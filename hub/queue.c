@@ -245,3 +245,55 @@ queue_item_patient(const queue_item *it)
 {
     return it->patient ? it->patient->key : "";
 }
+
+size_t
+queue_held(const queue *q)
+{
+    return hov_map_count(q->items);
+}
+
+bool
+queue_must_spill(const queue *q)
+{
+    return q->spilling || (q->mem_max > 0 && queue_held(q) >= q->mem_max);
+}
+
+void
+queue_spill(queue *q, uint64_t seq)
+{
+    if (!q->spilling)
+        q->spill_from = seq;
+    q->spilling = true;
+    q->spilled++;
+    q->depth++;
+}
+
+bool
+queue_wants_refill(const queue *q)
+{
+    return q->spilling && queue_held(q) <= q->mem_max / 2;
+}
+
+hov_err
+queue_unspill(queue *q, queue_item *it, const char *patient, uint64_t now_ms,
+              hov_error *err)
+{
+    hov_err e = queue_add(q, it, patient, now_ms, err);
+    if (e != HOV_OK)
+        return e;
+    q->depth--; /* counted when it was spilled */
+    if (q->spilled > 0)
+        q->spilled--;
+    q->spill_from = it->seq + 1;
+    return HOV_OK;
+}
+
+size_t
+queue_spill_done(queue *q)
+{
+    size_t left = q->spilled;
+    q->depth -= left < q->depth ? left : q->depth;
+    q->spilled = 0;
+    q->spilling = false;
+    return left;
+}

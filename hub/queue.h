@@ -60,15 +60,24 @@ void queue_list_push_back(queue_list *l, queue_item *it);
 void queue_list_push_front(queue_list *l, queue_item *it);
 void queue_list_remove(queue_list *l, queue_item *it);
 
+/* The deliveries of one agency, in memory up to mem_max of them. Beyond
+ * that they wait in the store only ("spilled"): every delivery with a
+ * queue sequence number from spill_from on, read back in order as the
+ * queue drains (queue_wants_refill). Since nothing later is held in
+ * memory while some are spilled, a patient's deliveries keep their order. */
 typedef struct queue {
     unsigned id;
     hov_map *patients; /* patient key -> queue_patient */
     hov_map *items;    /* seq (8 bytes) -> queue_item */
     queue_list ready;
     queue_list backoff;
-    size_t depth; /* items held */
+    size_t depth; /* deliveries not yet settled: in memory and spilled */
     size_t inflight;
     bool paused;
+    size_t mem_max;      /* items held in memory, at most (0: no limit) */
+    bool spilling;       /* some deliveries wait in the store only */
+    size_t spilled;      /* how many (for depth) */
+    uint64_t spill_from; /* the first of them, while spilling */
 } queue;
 
 /* Initialise q in caller storage. HOV_ENOMEM: nothing to undo. */
@@ -107,6 +116,33 @@ uint64_t queue_promote(queue *q, uint64_t now_ms);
 /* The item's ordering key (NHS number or event id). Borrowed while the item
  * is queued. */
 const char *queue_item_patient(const queue_item *it);
+
+/* Items held in memory. */
+size_t queue_held(const queue *q);
+
+/* Must the delivery with the next queue sequence number stay in the store
+ * only? True once mem_max items are held, and for as long as any are
+ * spilled (so that none overtakes them). */
+bool queue_must_spill(const queue *q);
+
+/* Count the delivery with sequence number seq as queued in the store only
+ * (the caller frees its item, if it made one). */
+void queue_spill(queue *q, uint64_t seq);
+
+/* True when spilled deliveries wait and there is room for at least half
+ * of mem_max: time to read them back (queue_unspill for each, in order). */
+bool queue_wants_refill(const queue *q);
+
+/* Take spilled delivery it (sequence number it->seq, read from the store)
+ * back into memory, as queue_add does. HOV_ENOMEM: not taken. */
+HOV_NODISCARD hov_err queue_unspill(queue *q, queue_item *it,
+                                    const char *patient, uint64_t now_ms,
+                                    hov_error *err);
+
+/* The store holds no spilled delivery after the last one read back: the
+ * queue is whole in memory again. Returns the count left over (for a
+ * warning; 0 when consistent), which is taken off depth. */
+size_t queue_spill_done(queue *q);
 
 /* The item with this sequence number, or NULL. */
 queue_item *queue_find(queue *q, uint64_t seq);

@@ -551,7 +551,7 @@ typedef struct reason {
 } reason;
 
 typedef struct queue_info {
-    size_t depth, in_flight, ready, backoff, waiting;
+    size_t depth, in_flight, ready, backoff, waiting, held, spilled;
     uint64_t oldest_ms; /* enqueued_ms of the oldest item; 0 when empty */
     uint64_t in_1m, in_5m, out_1m, out_5m, in_total, out_total;
     size_t sessions, consumers;
@@ -637,8 +637,10 @@ snap_take(status *s, snap *sn)
         qi->in_flight = q->inflight;
         qi->ready = q->ready.count;
         qi->backoff = q->backoff.count;
+        qi->held = queue_held(q);
+        qi->spilled = q->spilled;
         size_t busy = qi->in_flight + qi->ready + qi->backoff;
-        qi->waiting = qi->depth > busy ? qi->depth - busy : 0;
+        qi->waiting = qi->held > busy ? qi->held - busy : 0;
         size_t pos = 0;
         void *v;
         while (hov_map_next(q->items, &pos, NULL, NULL, &v)) {
@@ -1112,6 +1114,8 @@ cmd_queues(status *s, req *r, sbuf *out, hov_error *err)
             jset(o, "ready", juint(qi->ready), &ok);
             jset(o, "backoff", juint(qi->backoff), &ok);
             jset(o, "waiting_behind_patient", juint(qi->waiting), &ok);
+            jset(o, "in_memory", juint(qi->held), &ok);
+            jset(o, "in_store_only", juint(qi->spilled), &ok);
             jset(o, "oldest_undelivered_age_s",
                  qi->oldest_ms ? jsecs(oldest) : json_null(), &ok);
             jset(o, "in_per_min_1m", juint(qi->in_1m), &ok);
@@ -1523,8 +1527,13 @@ requeue_apply(status *s, const requeue *q, uint64_t now, const char *action)
     hov_strlcpy(it->dest, sizeof it->dest, q->dest);
     hov_strlcpy(it->view, sizeof it->view, q->view);
     const char *patient = q->patient[0] ? q->patient : q->event_id;
-    if (queue_add(&s->hub.queues[q->agency], it, patient, now, &err) !=
-        HOV_OK) {
+    queue *mq = &s->hub.queues[q->agency];
+    if (queue_must_spill(mq)) {
+        /* Behind the deliveries waiting in the store: read back with
+         * them, in order. */
+        queue_spill(mq, it->seq);
+        queue_item_free(it);
+    } else if (queue_add(mq, it, patient, now, &err) != HOV_OK) {
         hov_errorf("%s event=%s dest=%s: %s (it is queued in the store and "
                    "goes out after a restart)",
                    action, q->event_id, q->dest, err.msg);

@@ -823,20 +823,28 @@ store_queue_del(store_txn *t, unsigned q, uint64_t seq, hov_error *err)
     return HOV_OK;
 }
 
-hov_err
-store_queue_scan(store_txn *t, store_queue_fn fn, void *arg, hov_error *err)
+/* Entries from key (queue, from_seq) on; only that queue's when one is
+ * true. */
+static hov_err
+queue_scan(store_txn *t, unsigned queue, uint64_t from_seq, bool one,
+           store_queue_fn fn, void *arg, hov_error *err)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_QUEUE], &cur);
     if (rc != 0)
         return txn_fail(t, err, rc, "open cursor", "queue");
-    MDB_val k, v;
+    uint8_t start[9];
+    start[0] = (uint8_t)queue;
+    be64(start + 1, from_seq);
+    MDB_val k = {sizeof start, start}, v;
     hov_err e = HOV_OK;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && e == HOV_OK;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && e == HOV_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 9)
             continue;
         const uint8_t *kb = k.mv_data;
+        if (one && kb[0] != queue)
+            break;
         Handover__Store__QueueEntry *qe =
             handover__store__queue_entry__unpack(NULL, v.mv_size, v.mv_data);
         if (qe == NULL) {
@@ -852,6 +860,19 @@ store_queue_scan(store_txn *t, store_queue_fn fn, void *arg, hov_error *err)
     if (e == HOV_OK && rc != 0 && rc != MDB_NOTFOUND)
         e = txn_fail(t, err, rc, "scan", "queue");
     return e;
+}
+
+hov_err
+store_queue_scan(store_txn *t, store_queue_fn fn, void *arg, hov_error *err)
+{
+    return queue_scan(t, 0, 0, false, fn, arg, err);
+}
+
+hov_err
+store_queue_scan_from(store_txn *t, unsigned queue, uint64_t from_seq,
+                      store_queue_fn fn, void *arg, hov_error *err)
+{
+    return queue_scan(t, queue, from_seq, true, fn, arg, err);
 }
 
 hov_err

@@ -194,6 +194,13 @@ typedef hov_err (*store_queue_fn)(void *arg, unsigned queue, uint64_t seq,
 HOV_NODISCARD hov_err store_queue_scan(store_txn *txn, store_queue_fn fn,
                                        void *arg, hov_error *err);
 
+/* As store_queue_scan, for one queue's entries from sequence number
+ * from_seq on. */
+HOV_NODISCARD hov_err store_queue_scan_from(store_txn *txn, unsigned queue,
+                                            uint64_t from_seq,
+                                            store_queue_fn fn, void *arg,
+                                            hov_error *err);
+
 /* ---------------------------------------------------------- dead letters */
 
 /* Append a dead letter; its sequence number is returned in *seq. */

@@ -924,3 +924,80 @@ Test(status, metrics_are_prometheus_text)
     hov_client_free(gp);
     th_hub_stop(&hub);
 }
+
+/* A backlog longer than queue_memory_max waits in the store: the first
+ * deliveries are held in memory, the rest read back in order as the queue
+ * drains, also after a crash and a restart. Each is delivered once, each
+ * patient's in the order sent, and the figures say where they wait. */
+Test(status, backlog_beyond_memory_waits_in_the_store)
+{
+    static const char *args[] = {"--set", "queue_memory_max=8", NULL};
+    use_hub(args);
+    hov_client *gp = th_client(&hub, "gp", "t-gp", false, 0);
+    enum { N = 60, M = 12, P = 3 };
+    static const char *nhs[P] = {"9996118428", "9993001007", "9992468130"};
+    static char ids[N + M][40];
+    for (int i = 0; i < N; i++) {
+        if (i == N / 2) {
+            /* Killed with a spilled backlog: a restart holds the first 8
+             * again and counts the rest. */
+            hov_client_free(gp);
+            th_hub_kill(&hub, SIGKILL);
+            th_hub_start(&hub);
+            gp = th_client(&hub, "gp", "t-gp", false, 0);
+        }
+        hov_sample s;
+        hov_sample_init(&s, "referral", nhs[i % P]);
+        th_publish_ok(gp, &s);
+        snprintf(ids[i], sizeof ids[i], "%s", s.event_id);
+    }
+    json_t *j = ctl_json(0, "queues", NULL);
+    json_t *q = queue_of(j, "nursing");
+    cr_assert_eq(jint(q, "depth"), N);
+    cr_assert_eq(jint(q, "in_memory"), 8);
+    cr_assert_eq(jint(q, "in_store_only"), N - 8);
+    json_decref(j);
+
+    hov_client *n = th_client(&hub, "nursing", "t-n", true, 4);
+    static bool seen[N + M];
+    for (int k = 0; k < N + M; k++) {
+        if (k == 1) {
+            /* One settled: the memory has room again while older ones
+             * still wait in the store. Those sent now must queue behind
+             * them, not in the room. */
+            wait_queue("nursing", "depth", N - 1);
+            json_t *dj = ctl_json(0, "queues", NULL);
+            cr_assert_lt(jint(queue_of(dj, "nursing"), "in_memory"), 8);
+            cr_assert_gt(jint(queue_of(dj, "nursing"), "in_store_only"), 0);
+            json_decref(dj);
+            for (int i = N; i < N + M; i++) {
+                hov_sample s;
+                hov_sample_init(&s, "referral", nhs[i % P]);
+                th_publish_ok(gp, &s);
+                snprintf(ids[i], sizeof ids[i], "%s", s.event_id);
+            }
+        }
+        hov_msg m;
+        th_next_delivery(n, 5000, &m, NULL);
+        int i = 0;
+        while (i < N + M && strcmp(ids[i], m.event_id) != 0)
+            i++;
+        cr_assert_lt(i, N + M, "delivery %d is an event that was sent", k);
+        cr_assert_not(seen[i], "event %d delivered twice", i);
+        for (int e = i % P; e < i; e += P)
+            cr_assert(seen[e], "event %d of its patient overtook event %d", i,
+                      e);
+        seen[i] = true;
+        settle(n, &m, HOV_SETTLE_DONE, NULL);
+    }
+    th_no_delivery(n, 500);
+    j = ctl_json(0, "queues", NULL);
+    q = queue_of(j, "nursing");
+    cr_assert_eq(jint(q, "depth"), 0);
+    cr_assert_eq(jint(q, "in_memory"), 0);
+    cr_assert_eq(jint(q, "in_store_only"), 0);
+    json_decref(j);
+    hov_client_free(gp);
+    hov_client_free(n);
+    th_hub_stop(&hub);
+}
