@@ -14,6 +14,7 @@
 #include "handover/map.h"
 #include "handover/timeutil.h"
 #include "harness.h"
+#include "store.h"
 
 #define N_EVENTS 4000
 #define WINDOW   200
@@ -92,7 +93,10 @@ static void
 crash_round(unsigned seed)
 {
     th_hub hub;
-    static const char *args[] = {"--set", "heartbeat_ms=200", NULL};
+    /* A small ids_merge_at: a merge of the ids index is under way (a step
+     * in every group commit) when most of the kills land. */
+    static const char *args[] = {"--set", "heartbeat_ms=200", "--set",
+                                 "ids_merge_at=256", NULL};
     th_hub_init(&hub, args);
     th_hub_start(&hub);
     srand(seed);
@@ -199,6 +203,19 @@ crash_round(unsigned seed)
     hov_client_free(pub);
     hov_client_free(cons);
     th_hub_stop(&hub);
+
+    /* Stored once each: a resend of an event whose Ack a kill cut off was
+     * known as a duplicate, wherever its id was (recent log, half-merged
+     * index, or merged). */
+    store *st;
+    cr_assert(store_new(&st, &err) == HOV_OK);
+    char data[300];
+    snprintf(data, sizeof data, "%s/data", hub.dir);
+    cr_assert(store_open_rdonly(st, data, &err) == HOV_OK, "%s", err.msg);
+    cr_assert_eq(store_event_next_seq(st) - 1, N_EVENTS,
+                 "%llu events stored for %d sent",
+                 (unsigned long long)(store_event_next_seq(st) - 1), N_EVENTS);
+    store_free(st);
     size_t pos = 0;
     void *v;
     while (hov_map_next(r.ids, &pos, NULL, NULL, &v))
