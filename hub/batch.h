@@ -65,8 +65,7 @@ typedef struct op {
     Handover__Event *ev; /* in the batch arena */
     const uint8_t *raw;  /* the event as the sender packed it (arena) */
     size_t raw_len;
-    bool ev_changed; /* the hub filled a field in: store a fresh pack */
-    uint8_t digest[STORE_DIGEST_BYTES];
+    bool ev_changed;        /* the hub filled a field in: store a fresh pack */
     bool answered_inflight; /* an outcome whose event is in flight to the
                                sender's agency right now */
     /* publish: results */

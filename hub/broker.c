@@ -26,7 +26,6 @@
 #include "zap.h"
 
 #define SESSION_ID_MAX BATCH_PEER_MAX
-#define DIGEST_BYTES   STORE_DIGEST_BYTES
 /* Frames this much over max_event_bytes are refused unread (Nak). */
 #define FRAME_OVERHEAD (64 * 1024)
 
@@ -227,129 +226,6 @@ stage_reject_audit(broker *b, const char *event_id, const char *nhs,
     snprintf(o->reason, sizeof o->reason, "%s", reason);
 }
 
-/* Protobuf wire format, as far as the digest needs it. */
-enum {
-    EV_RECORDED_AT =
-        7, /* handover.Event field numbers (proto/handover.proto) */
-    EV_RECEIVED_AT = 8,
-    EV_SOURCE = 9,
-    SRC_AGENCY = 2, /* handover.Source.agency */
-};
-
-static bool
-wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        x |= (uint64_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0) {
-            *v = x;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* One field on the wire: [start, tag_end) is its tag, [payload, next) its
- * value (without the length of a length-delimited one). */
-typedef struct wire_field {
-    uint32_t num;
-    const uint8_t *tag_end, *payload, *next;
-} wire_field;
-
-/* Read the field at p; false on anything but a complete field of wire
- * type 0, 1, 2 or 5 (the only ones the schema uses). */
-static bool
-wire_next(const uint8_t *p, const uint8_t *end, wire_field *f)
-{
-    uint64_t tag, n;
-    if (!wire_varint(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0xffff)
-        return false;
-    f->num = (uint32_t)(tag >> 3);
-    f->tag_end = p;
-    switch (tag & 7) {
-    case 0:
-        f->payload = p;
-        if (!wire_varint(&p, end, &n))
-            return false;
-        f->next = p;
-        return true;
-    case 1:
-        n = 8;
-        break;
-    case 2:
-        if (!wire_varint(&p, end, &n))
-            return false;
-        break;
-    case 5:
-        n = 4;
-        break;
-    default:
-        return false;
-    }
-    if (n > (uint64_t)(end - p))
-        return false;
-    f->payload = p;
-    f->next = p + n;
-    return true;
-}
-
-/* Hash the fields of [p, end), in runs of consecutive bytes, leaving out
- * at the top level (in_source false) recorded_at and received_at, and in
- * source its agency. */
-static bool
-digest_fields(crypto_generichash_state *st, const uint8_t *p,
-              const uint8_t *end, bool in_source)
-{
-    const uint8_t *run = p;
-    while (p < end) {
-        wire_field f;
-        if (!wire_next(p, end, &f))
-            return false;
-        bool source = !in_source && f.num == EV_SOURCE;
-        bool skip = in_source
-                        ? f.num == SRC_AGENCY
-                        : f.num == EV_RECORDED_AT || f.num == EV_RECEIVED_AT;
-        if (skip || source) {
-            crypto_generichash_update(st, run, (size_t)(p - run));
-            run = f.next;
-        }
-        if (source) {
-            /* The tag, the fields without the agency, then a 0 byte: never
-             * the first byte of a field (none is numbered 0), so where
-             * source ends stays unambiguous without its length. */
-            static const uint8_t end_mark = 0;
-            crypto_generichash_update(st, p, (size_t)(f.tag_end - p));
-            if (!digest_fields(st, f.payload, f.next, true))
-                return false;
-            crypto_generichash_update(st, &end_mark, 1);
-        }
-        p = f.next;
-    }
-    crypto_generichash_update(st, run, (size_t)(p - run));
-    return true;
-}
-
-/* Digest of the event as the sender packed it, without its transmission
- * times and the agency the hub fills in (domain brief 3.8): a resend with
- * a new MSH-7 is a duplicate, not a conflict. Read from the bytes field by
- * field rather than packing the event again (a tenth of the hub's time):
- * an adapter sends the same event as the same bytes. BLAKE2b rather than
- * the brief's SHA-256: the digest never leaves the hub, both are collision
- * resistant, and libsodium's BLAKE2b is about three times faster
- * (docs/architecture.md). False if raw is not protobuf (the caller
- * decoded it: never). */
-static bool
-event_digest(const uint8_t *raw, size_t len, uint8_t out[DIGEST_BYTES])
-{
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, DIGEST_BYTES);
-    bool ok = digest_fields(&st, raw, raw + len, false);
-    crypto_generichash_final(&st, out, DIGEST_BYTES);
-    return ok;
-}
-
 static void
 handle_publish(broker *b, session *s, const Handover__Publish *pub)
 {
@@ -403,11 +279,6 @@ handle_publish(broker *b, session *s, const Handover__Publish *pub)
                           config_agency_name(s->agency), org,
                           config_agency_name(o->agency));
     }
-    uint8_t digest[DIGEST_BYTES];
-    if (rc == HOV_OK && !event_digest(pub->event.data, pub->event.len, digest))
-        rc = hov_fail(&err, HOV_EMALFORMED, 0,
-                      "Publish.event of event %s is not protobuf wire format",
-                      id);
     if (rc != HOV_OK) {
         send_nak(b, s->id, s->idlen, pub->seq, id, rc, err.msg);
         /* A temporary refusal is logged, not audited: when the store is
@@ -424,7 +295,6 @@ handle_publish(broker *b, session *s, const Handover__Publish *pub)
     o->ev = ev;
     o->raw = pub->event.data; /* the frame is in the batch arena too */
     o->raw_len = pub->event.len;
-    memcpy(o->digest, digest, DIGEST_BYTES);
     if (ev->body_case == HANDOVER__EVENT__BODY_OUTCOME)
         o->answered_inflight = inflight_has(b, ev->in_reply_to, s->agency);
 }

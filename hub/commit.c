@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "digest.h"
 #include "handover/log.h"
 #include "handover/str.h"
 #include "handover/timeutil.h"
@@ -181,9 +182,17 @@ store_event(batch *bt, store_txn *txn, op *o, const char *actor, uint64_t *seq,
         head = handover__event__get_packed_size(ev);
         tail = 0;
     }
+    /* Stored as sent (with the hub's fields appended, which the digest
+     * leaves out), the bytes are their own reference: the digest is only
+     * computed if the id comes again (digest.h). Packed again, they are
+     * not, so the digest of the sender's bytes is kept. */
+    uint8_t digest[DIGEST_BYTES] = {0};
+    if (o->ev_changed && !digest_event(o->raw, o->raw_len, digest))
+        return hov_fail(err, HOV_EMALFORMED, 0,
+                        "event %s is not protobuf wire format", ev->event_id);
     uint8_t *dst;
-    hov_err e = store_event_add(txn, ev->event_id, o->digest, head + tail, seq,
-                                &dst, err);
+    hov_err e =
+        store_event_add(txn, ev->event_id, digest, head + tail, seq, &dst, err);
     if (e == HOV_OK && o->ev_changed)
         handover__event__pack(ev, dst);
     else if (e == HOV_OK) {
@@ -193,6 +202,39 @@ store_event(batch *bt, store_txn *txn, op *o, const char *actor, uint64_t *seq,
     ev->received_at = saved_recv;
     ev->source->agency = saved_agency;
     return e;
+}
+
+/* Is o the same event as the one held under its id (stored as seq, with
+ * digest held)? Resends only: digests are computed here, not on arrival. */
+static hov_err
+same_content(store_txn *txn, const op *o, uint64_t seq,
+             const uint8_t held[DIGEST_BYTES], bool *same, hov_error *err)
+{
+    uint8_t now[DIGEST_BYTES], ref[DIGEST_BYTES];
+    *same = false;
+    if (!digest_event(o->raw, o->raw_len, now))
+        return HOV_OK; /* decoded, so never; then it is not the same */
+    if (!digest_is_lazy(held)) {
+        memcpy(ref, held, DIGEST_BYTES);
+    } else {
+        const uint8_t *data;
+        size_t len;
+        hov_err e = store_event_read(txn, seq, &data, &len, err);
+        if (e == HOV_ENOTFOUND)
+            return hov_fail(err, HOV_ESTORE, 0,
+                            "event %s is indexed but missing from the store",
+                            o->ev->event_id);
+        if (e != HOV_OK)
+            return e;
+        if (!digest_event(data, len, ref)) {
+            hov_warn("stored event %s (seq %llu) is not protobuf wire "
+                     "format; its resend is refused as a conflict",
+                     o->ev->event_id, (unsigned long long)seq);
+            return HOV_OK;
+        }
+    }
+    *same = memcmp(now, ref, DIGEST_BYTES) == 0;
+    return HOV_OK;
 }
 
 /* Checks that need the store (dedupe, the answered event of an outcome),
@@ -210,8 +252,12 @@ apply_publish(const commit_ctx *c, batch *bt, store_txn *txn, op *o,
     uint64_t seq;
     uint8_t held[DIGEST_BYTES];
     hov_err e = store_event_find(txn, id, &seq, held, err);
+    bool same = false;
+    if (e == HOV_OK &&
+        (e = same_content(txn, o, seq, held, &same, err)) != HOV_OK)
+        return e;
     if (e == HOV_OK) {
-        if (memcmp(held, o->digest, DIGEST_BYTES) == 0) {
+        if (same) {
             o->duplicate = true;
             return audit_log(txn, now, id, nhs, actor, AUDIT_DUPLICATE,
                              "resent with the same content; not routed again",

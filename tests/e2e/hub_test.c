@@ -441,6 +441,28 @@ Test(hub, outcome_returns_to_source)
     cr_assert_str_eq(ev->outcome->status, "accepted");
     handover__event__free_unpacked(ev, NULL);
     settle(gp, &m, HOV_SETTLE_DONE, NULL);
+
+    /* Resent: a duplicate. So is the resend of an outcome without the
+     * NHS number and journey, which the hub fills in from the answered
+     * event (so it stores a fresh pack, not the sender's bytes). */
+    th_publish(nursing, &out, &m);
+    cr_assert(m.kind == HOV_MSG_ACK && m.duplicate);
+    hov_sample bare;
+    hov_sample_init(&bare, "outcome", NULL);
+    hov_sample_set_reply(&bare, ref.event_id, "completed");
+    bare.patient.nhs_number = (char *)"";
+    bare.ev.correlation_id = (char *)"";
+    th_publish_ok(nursing, &bare);
+    th_publish(nursing, &bare, &m);
+    cr_assert(m.kind == HOV_MSG_ACK && m.duplicate,
+              "a filled-in outcome resent is a duplicate");
+    bare.outcome.reason_text = (char *)"changed";
+    th_publish_nak(nursing, &bare, HOV_ECONFLICT);
+    th_next_delivery(gp, 5000, &m, &ev);
+    cr_assert_str_eq(ev->patient->nhs_number, "9996118428",
+                     "the hub filled the NHS number in");
+    handover__event__free_unpacked(ev, NULL);
+    settle(gp, &m, HOV_SETTLE_DONE, NULL);
     hov_client_free(gp);
     hov_client_free(nursing);
     hov_client_free(social);
