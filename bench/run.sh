@@ -386,6 +386,7 @@ stop_nats() {
 # ---------------------------------------------------------------------------
 RESULTS=$TMP/results.tsv   # system run confirmed e2e p50 p99 label ack-p50 ack-p99
 RAW=$TMP/raw.txt
+PEER_RETRIES=()
 RSSLOG=$TMP/rss.txt
 : > "$RESULTS"; : > "$RAW"; : > "$RSSLOG"
 NUM='([0-9]+(\.[0-9]+)?)'
@@ -420,6 +421,15 @@ run_peer() {
   alive "$srv_pid" || { tail_log "$srv_log" "$sys server"; die "$sys server is no longer running (before run $run)"; }
   log "run $run/$R: $sys ($(basename "$bin") $N $SIZE)"
   run_bounded "$BENCH_TIMEOUT" "$out" "$err" "$bin" "$N" "$SIZE" || rc=$?
+  # A peer's own program killed by a signal of its own making (abort,
+  # segfault: seen once from nats_bench, "corrupted double-linked list")
+  # is not the server's result: run it once more, and say so in the report.
+  if ((rc == 134 || rc == 139)) && alive "$srv_pid"; then
+    warn "$(basename "$bin") crashed with exit status $rc (run $run): $(tail -n 1 "$err" 2>/dev/null); running it once more"
+    PEER_RETRIES+=("$(basename "$bin") run $run: exit status $rc ($(tail -n 1 "$err" 2>/dev/null)), run again")
+    rc=0
+    run_bounded "$BENCH_TIMEOUT" "$out" "$err" "$bin" "$N" "$SIZE" || rc=$?
+  fi
   if ((rc != 0)); then
     tail_log "$err" "$(basename "$bin") stderr"
     ((rc == 124 || rc == 137)) && die "$(basename "$bin") timed out after ${BENCH_TIMEOUT}s (run $run); set BENCH_TIMEOUT to allow longer"
@@ -605,6 +615,11 @@ REPORT=$TMP/report.md
     echo '```'
   fi
   echo
+  if ((${#PEER_RETRIES[@]})); then
+    echo "Peer programs that crashed and were run once more:"
+    printf -- '- %s\n' "${PEER_RETRIES[@]}"
+    echo
+  fi
   echo "Raw lines, in run order:"
   echo
   echo '```'
