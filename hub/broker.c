@@ -583,13 +583,8 @@ effects_publish(broker *b, op *o, uint64_t now)
     for (size_t i = 0; i < o->n_items; i++) {
         queue_item *it = o->items[i];
         hov_error err = {0};
-        queue *q = &b->queues[it->queue];
-        if (queue_must_spill(q)) {
-            /* Durable in the store; read back in order as q drains. */
-            queue_spill(q, it->seq);
-            queue_item_free(it);
-        } else if (queue_add(q, it, o->ev->patient->nhs_number, wall, &err) !=
-                   HOV_OK) {
+        if (queue_add(&b->queues[it->queue], it, o->ev->patient->nhs_number,
+                      wall, &err) != HOV_OK) {
             /* Durable already: the hub's next start loads it again. */
             hov_errorf("queue event=%s dest=%s: %s (delivered after a "
                        "restart)",
@@ -813,15 +808,11 @@ load_entry(void *arg, unsigned qn, uint64_t seq,
                         "queue entry %llu names queue %u, which does not "
                         "exist",
                         (unsigned long long)seq, qn);
-    queue *q = &b->queues[qn];
-    if (queue_must_spill(q)) {
-        queue_spill(q, seq);
-        return HOV_OK;
-    }
     queue_item *it = item_from_entry(seq, e);
     if (it == NULL)
         return hov_fail(err, HOV_ENOMEM, 0, "load queue");
-    hov_err rc = queue_add(q, it, entry_patient(e), hov_now_ms(), err);
+    hov_err rc =
+        queue_add(&b->queues[qn], it, entry_patient(e), hov_now_ms(), err);
     if (rc != HOV_OK)
         queue_item_free(it);
     return rc;

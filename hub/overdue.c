@@ -73,24 +73,20 @@ overdue_due_ms(const Handover__Event *ev, config_agency receiver,
     }
 }
 
-/* An unpacked stored event, owned. */
-typedef struct stored {
-    Handover__Event *ev;
-} stored;
-
-/* The stored event seq, unpacked. HOV_ENOTFOUND (err untouched, with a
- * log line) when it is missing or cannot be decoded: the deadlines of one
- * damaged event must not stop the batch that settles it; a store failure
- * (which poisons txn) is returned as such. */
+/* The stored event seq, unpacked into *out (owned: free with
+ * handover__event__free_unpacked, which takes NULL). HOV_ENOTFOUND (err
+ * untouched, with a log line) when it is missing or cannot be decoded: the
+ * deadlines of one damaged event must not stop the batch that settles it;
+ * a store failure (which poisons txn) is returned as such. */
 static hov_err
-stored_read(store_txn *txn, uint64_t seq, stored *out, hov_error *err)
+stored_read(store_txn *txn, uint64_t seq, Handover__Event **out, hov_error *err)
 {
     const uint8_t *data;
     size_t len;
     hov_err e = store_event_read(txn, seq, &data, &len, err);
     if (e == HOV_OK) {
-        out->ev = handover__event__unpack(NULL, len, data);
-        if (out->ev != NULL)
+        *out = handover__event__unpack(NULL, len, data);
+        if (*out != NULL)
             return HOV_OK;
     }
     if (e != HOV_OK && e != HOV_ENOTFOUND)
@@ -100,14 +96,6 @@ stored_read(store_txn *txn, uint64_t seq, stored *out, hov_error *err)
              (unsigned long long)seq,
              e == HOV_ENOTFOUND ? "missing" : "unreadable");
     return HOV_ENOTFOUND;
-}
-
-static void
-stored_free(stored *s)
-{
-    if (s->ev)
-        handover__event__free_unpacked(s->ev, NULL);
-    s->ev = NULL;
 }
 
 /* Does this outcome status answer a receiver of req? */
@@ -183,16 +171,15 @@ static hov_err
 answered_one(void *arg, uint64_t reply_seq, hov_error *err)
 {
     answered_ctx *c = arg;
-    stored o = {0};
-    hov_err e = stored_read(c->txn, reply_seq, &o, err);
+    Handover__Event *ev = NULL;
+    hov_err e = stored_read(c->txn, reply_seq, &ev, err);
     if (e != HOV_OK)
         return e == HOV_ENOTFOUND ? HOV_OK : e;
-    const Handover__Event *ev = o.ev;
     if (ev->source && ev->source->agency &&
         config_agency_parse(ev->source->agency) == (int)c->agency &&
         answers(c->req, ev->outcome ? ev->outcome->status : NULL))
         c->yes = true;
-    stored_free(&o);
+    handover__event__free_unpacked(ev, NULL);
     return HOV_OK;
 }
 
@@ -200,10 +187,10 @@ hov_err
 overdue_on_dead(store_txn *txn, uint64_t event_seq, const char *dest,
                 config_agency agency, bool dead, hov_error *err)
 {
-    stored r = {0};
-    hov_err e = stored_read(txn, event_seq, &r, err);
+    Handover__Event *req = NULL;
+    hov_err e = stored_read(txn, event_seq, &req, err);
     uint64_t due;
-    if (e != HOV_OK || !is_request(r.ev) || !overdue_due_ms(r.ev, agency, &due))
+    if (e != HOV_OK || !is_request(req) || !overdue_due_ms(req, agency, &due))
         goto out;
     if (dead) {
         e = store_waiting_del(txn, due, event_seq, dest, err);
@@ -211,12 +198,12 @@ overdue_on_dead(store_txn *txn, uint64_t event_seq, const char *dest,
             e = HOV_OK; /* answered while in flight */
         goto out;
     }
-    answered_ctx c = {txn, r.ev, agency, false};
+    answered_ctx c = {txn, req, agency, false};
     e = store_reply_scan(txn, event_seq, answered_one, &c, err);
     if (e == HOV_OK && !c.yes)
         e = store_waiting_put(txn, due, event_seq, dest, agency, err);
 out:
-    stored_free(&r);
+    handover__event__free_unpacked(req, NULL);
     return e == HOV_ENOTFOUND ? HOV_OK : e;
 }
 
@@ -285,18 +272,18 @@ overdue_list(store_txn *txn, uint64_t now_ms, overdue_item *out, size_t max,
     *n = c.n < max ? c.n : max;
     for (size_t i = 0; i < *n; i++) {
         overdue_item *it = &out[i];
-        stored r = {0};
+        Handover__Event *ev = NULL;
         hov_error rerr = {0};
-        if (stored_read(txn, it->event_seq, &r, &rerr) != HOV_OK) {
+        if (stored_read(txn, it->event_seq, &ev, &rerr) != HOV_OK) {
             /* Listed with what the index knows; the store's fault shows
              * elsewhere (status, verify). */
             hov_strlcpy(it->event_id, sizeof it->event_id, "?");
             continue;
         }
-        hov_strlcpy(it->event_id, sizeof it->event_id, r.ev->event_id);
-        hov_strlcpy(it->event_type, sizeof it->event_type, r.ev->event_type);
-        hov_strlcpy(it->priority, sizeof it->priority, r.ev->priority);
-        stored_free(&r);
+        hov_strlcpy(it->event_id, sizeof it->event_id, ev->event_id);
+        hov_strlcpy(it->event_type, sizeof it->event_type, ev->event_type);
+        hov_strlcpy(it->priority, sizeof it->priority, ev->priority);
+        handover__event__free_unpacked(ev, NULL);
     }
     return HOV_OK;
 }
@@ -355,15 +342,15 @@ build_one(void *arg, uint64_t seq, const uint8_t *data, size_t len,
         int from = config_agency_parse(ev->source->agency);
         uint64_t rseq;
         uint8_t digest[STORE_DIGEST_BYTES];
-        stored r = {0};
+        Handover__Event *req = NULL;
         if (from >= 0 && ev->in_reply_to &&
             (e = store_event_find(c->txn, ev->in_reply_to, &rseq, digest,
                                   err)) == HOV_OK &&
-            (e = stored_read(c->txn, rseq, &r, err)) == HOV_OK)
-            e = overdue_on_outcome(c->txn, r.ev, rseq, (config_agency)from,
+            (e = stored_read(c->txn, rseq, &req, err)) == HOV_OK)
+            e = overdue_on_outcome(c->txn, req, rseq, (config_agency)from,
                                    ev->outcome ? ev->outcome->status : NULL,
                                    err);
-        stored_free(&r);
+        handover__event__free_unpacked(req, NULL);
         if (e == HOV_ENOTFOUND)
             e = HOV_OK; /* the hub never accepts such an outcome */
     }

@@ -109,9 +109,13 @@ make_head_ready(queue *q, queue_item *it, uint64_t now_ms)
     }
 }
 
-hov_err
-queue_add(queue *q, queue_item *it, const char *patient, uint64_t now_ms,
-          hov_error *err)
+static bool queue_must_spill(const queue *q);
+static void queue_spill(queue *q, uint64_t seq);
+
+/* Into memory: the patient's FIFO, and ready or backing off at its head. */
+static hov_err
+queue_hold(queue *q, queue_item *it, const char *patient, uint64_t now_ms,
+           hov_error *err)
 {
     size_t klen = strlen(patient);
     uint8_t skey[8];
@@ -151,6 +155,19 @@ queue_add(queue *q, queue_item *it, const char *patient, uint64_t now_ms,
     p->head = p->tail = it;
     make_head_ready(q, it, now_ms);
     return HOV_OK;
+}
+
+hov_err
+queue_add(queue *q, queue_item *it, const char *patient, uint64_t now_ms,
+          hov_error *err)
+{
+    if (queue_must_spill(q)) {
+        /* Durable in the store; read back in order as q drains. */
+        queue_spill(q, it->seq);
+        queue_item_free(it);
+        return HOV_OK;
+    }
+    return queue_hold(q, it, patient, now_ms, err);
 }
 
 queue_item *
@@ -252,13 +269,18 @@ queue_held(const queue *q)
     return hov_map_count(q->items);
 }
 
-bool
+/* Must the delivery with the next queue sequence number stay in the store
+ * only? Once mem_max items are held, and for as long as any are spilled
+ * (so that none overtakes them). */
+static bool
 queue_must_spill(const queue *q)
 {
     return q->spilling || (q->mem_max > 0 && queue_held(q) >= q->mem_max);
 }
 
-void
+/* Count the delivery with sequence number seq as queued in the store
+ * only. */
+static void
 queue_spill(queue *q, uint64_t seq)
 {
     if (!q->spilling)
@@ -278,7 +300,7 @@ hov_err
 queue_unspill(queue *q, queue_item *it, const char *patient, uint64_t now_ms,
               hov_error *err)
 {
-    hov_err e = queue_add(q, it, patient, now_ms, err);
+    hov_err e = queue_hold(q, it, patient, now_ms, err);
     if (e != HOV_OK)
         return e;
     q->depth--; /* counted when it was spilled */

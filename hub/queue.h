@@ -92,8 +92,11 @@ queue_item *queue_item_new(void);
 void queue_item_free(queue_item *it);
 
 /* Append it to its patient's FIFO (patient key: NHS number or event id).
- * Takes it on success. A new head becomes ready, or backs off until
- * it->not_before_ms if that is later than now_ms. HOV_ENOMEM: not taken. */
+ * A new head becomes ready, or backs off until it->not_before_ms if that
+ * is later than now_ms. When mem_max items are held, or any are spilled
+ * (so that none is overtaken), it is instead counted as spilled (waiting
+ * in the store only, read back by queue_unspill) and freed. Takes it on
+ * success either way. HOV_ENOMEM: not taken. */
 HOV_NODISCARD hov_err queue_add(queue *q, queue_item *it, const char *patient,
                                 uint64_t now_ms, hov_error *err);
 
@@ -120,21 +123,13 @@ const char *queue_item_patient(const queue_item *it);
 /* Items held in memory. */
 size_t queue_held(const queue *q);
 
-/* Must the delivery with the next queue sequence number stay in the store
- * only? True once mem_max items are held, and for as long as any are
- * spilled (so that none overtakes them). */
-bool queue_must_spill(const queue *q);
-
-/* Count the delivery with sequence number seq as queued in the store only
- * (the caller frees its item, if it made one). */
-void queue_spill(queue *q, uint64_t seq);
-
 /* True when spilled deliveries wait and there is room for at least half
  * of mem_max: time to read them back (queue_unspill for each, in order). */
 bool queue_wants_refill(const queue *q);
 
 /* Take spilled delivery it (sequence number it->seq, read from the store)
- * back into memory, as queue_add does. HOV_ENOMEM: not taken. */
+ * back into memory, as queue_add does when nothing is spilled.
+ * HOV_ENOMEM: not taken. */
 HOV_NODISCARD hov_err queue_unspill(queue *q, queue_item *it,
                                     const char *patient, uint64_t now_ms,
                                     hov_error *err);

@@ -1527,13 +1527,8 @@ requeue_apply(status *s, const requeue *q, uint64_t now, const char *action)
     hov_strlcpy(it->dest, sizeof it->dest, q->dest);
     hov_strlcpy(it->view, sizeof it->view, q->view);
     const char *patient = q->patient[0] ? q->patient : q->event_id;
-    queue *mq = &s->hub.queues[q->agency];
-    if (queue_must_spill(mq)) {
-        /* Behind the deliveries waiting in the store: read back with
-         * them, in order. */
-        queue_spill(mq, it->seq);
-        queue_item_free(it);
-    } else if (queue_add(mq, it, patient, now, &err) != HOV_OK) {
+    if (queue_add(&s->hub.queues[q->agency], it, patient, now, &err) !=
+        HOV_OK) {
         hov_errorf("%s event=%s dest=%s: %s (it is queued in the store and "
                    "goes out after a restart)",
                    action, q->event_id, q->dest, err.msg);
